@@ -1,0 +1,105 @@
+"""Requests: API calls per recording (token, upload, job polls, conversation fetches),
+counted by the sandbox itself, for ingestd and for the baseline.
+
+ingestd's figures come from the throughput run when it ran in the same invocation (else a
+run of its own). A second short run with 10 s jobs shows that polling adapts: the number of
+polls grows with the logarithm of the job time, not in proportion to it (a fixed 0.2 s poll
+would need 50 for a 10 s job; the SDK's fixed 30 s poll needs 1 but answers 20 s late).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import throughput
+from bench.common import (
+    Context,
+    Daemon,
+    Row,
+    daemon_config,
+    make_wav,
+    request_counts,
+    sandbox,
+    small_file_baseline,
+)
+
+KINDS = ("token", "upload", "poll", "fetch")
+
+
+def _per_recording(requests: dict[str, int], count: int) -> dict[str, float]:
+    per = {k: requests.get(k, 0) / count for k in (*KINDS, "other", "status_429")}
+    per["total"] = sum(per[k] for k in (*KINDS, "other"))
+    return per
+
+
+def _long_jobs(ctx: Context, count: int, job_seconds: float) -> dict[str, Any]:
+    """`count` recordings at once with `job_seconds` jobs: polls per job."""
+    root = ctx.scratch("requests-long")
+    staging = root / "staging"
+    staging.mkdir()
+    files = [make_wav(staging / f"long-{i:02d}.wav", 1.0, seed=70_000 + i) for i in range(count)]
+    with sandbox(job_seconds=job_seconds, schedule_seconds=0.0, concurrency_limit=count) as box:
+        config = daemon_config(root, box.url, symbl={"max_concurrent_jobs": count})
+        with Daemon(root, config) as daemon:
+            daemon.wait_ready()
+            for path in files:
+                path.replace(root / "inbox" / path.name)
+            daemon.wait_for(lambda: len(daemon.finished()) >= count, 120, "long jobs finished")
+            jobs = daemon.where("job_finished")
+        stats = box.stats()
+    ctx.cleanup(root)
+    polls = [j["polls"] for j in jobs]
+    waits = [j["waited_s"] for j in jobs]
+    return {
+        "job_seconds": job_seconds,
+        "polls_per_job": sum(polls) / len(polls),
+        "mean_wait_s": sum(waits) / len(waits),
+        "requests": request_counts(stats),
+    }
+
+
+def run(ctx: Context) -> list[Row]:
+    measured = ctx.shared.get("throughput")
+    if measured is None:
+        measured = throughput.measure_ingestd(ctx, 20 if ctx.quick else 100, name="requests")
+    count = measured["count"]
+    ours = _per_recording(measured["requests"], count)
+    long_jobs = _long_jobs(ctx, 10, 10.0)
+    baseline = small_file_baseline(ctx)
+    files = len(baseline["files"])
+    theirs = _per_recording(request_counts(baseline["sandbox_stats"]), files)
+
+    one_at_a_time = ""
+    if "latency" in ctx.shared:
+        single = _per_recording(ctx.shared["latency"]["requests"], ctx.shared["latency"]["count"])
+        one_at_a_time = f"; one at a time (latency run): {single['total']:.2f}/recording, "
+        one_at_a_time += f"{single['poll']:.2f} polls"
+
+    def show(per: dict[str, float]) -> str:
+        return (
+            f"{per['total']:.2f} (token {per['token']:.2f}, upload {per['upload']:.2f}, "
+            f"polls {per['poll']:.2f}, fetches {per['fetch']:.2f})"
+        )
+
+    return [
+        Row(
+            benchmark="requests",
+            metric=f"API calls per recording ({count} recordings, 1 s jobs)",
+            ingestd=round(ours["total"], 2),
+            ingestd_text=show(ours),
+            baseline=round(theirs["total"], 2),
+            baseline_text=show(theirs),
+            ratio=round(theirs["total"] / ours["total"], 2),
+            ratio_text=f"{theirs['total'] / ours['total']:.2f}× (baseline ÷ ingestd)",
+            target="reported; polling adaptive",
+            passed=ours["status_429"] == 0,
+            notes=(
+                f"429s: {ours['status_429']:.2f}/recording; polling adapts: "
+                f"{measured['mean_polls_per_job']:.1f} polls for 1 s jobs, "
+                f"{long_jobs['polls_per_job']:.1f} for {long_jobs['job_seconds']:g} s jobs "
+                f"(result seen {long_jobs['mean_wait_s'] - long_jobs['job_seconds']:.2f} s "
+                "after completion on average)" + one_at_a_time
+            ),
+            details={"ingestd": ours, "baseline": theirs, "long_jobs": long_jobs},
+        )
+    ]

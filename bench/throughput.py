@@ -1,0 +1,169 @@
+"""Throughput: N small recordings against an account limit of 10 concurrent 1 s jobs.
+
+The ideal is N / 10 × 1 s (the account can do no better). Measured from the moment the
+whole batch is settled (dropped at once, plus the settle window) to the last recording's
+results written (``recording_finished``, outcome done). The sandbox's own count of
+concurrent jobs (``max_concurrent_jobs_seen``) and of 429 answers shows whether the
+daemon ever exceeded the limit.
+
+The baseline does one file at a time, each costing its upload, at least one 30 s poll and
+the fetches; its time for N files is extrapolated from the files it was measured on.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from typing import Any
+
+from bench.common import (
+    JOB_SECONDS,
+    Context,
+    Daemon,
+    Row,
+    daemon_config,
+    drop_all,
+    log,
+    make_wav,
+    parse_ts,
+    proc_cpu_seconds,
+    request_counts,
+    sandbox,
+    small_file_baseline,
+)
+
+LIMIT = 10
+TARGET_FACTOR = 1.1
+
+
+def measure_ingestd(ctx: Context, count: int, name: str = "throughput") -> dict[str, Any]:
+    root = ctx.scratch(name)
+    staging = root / "staging"
+    staging.mkdir()
+    files = [make_wav(staging / f"rec-{i:04d}.wav", 1.0, seed=i) for i in range(count)]
+    with sandbox(job_seconds=JOB_SECONDS, schedule_seconds=0.0, concurrency_limit=LIMIT) as box:
+        config = daemon_config(root, box.url, symbl={"max_concurrent_jobs": LIMIT})
+        settle = config["watch"][0]["settle_seconds"]
+        with Daemon(root, config) as daemon:
+            daemon.wait_ready()
+            cpu_before = proc_cpu_seconds(daemon.pid)
+            log(f"{name}: dropping {count} recordings (limit {LIMIT}, {JOB_SECONDS:g} s jobs)")
+            dropped = drop_all(files, root / "inbox")
+            timeout = 120 + 5 * count * JOB_SECONDS / LIMIT
+            daemon.wait_for(
+                lambda: len(daemon.finished()) >= count,
+                timeout,
+                f"{count} recordings finished",
+                interval=0.2,  # the figures come from the log's timestamps, not from here
+            )
+            finished = daemon.finished()
+            events = list(daemon.events())
+            cpu = proc_cpu_seconds(daemon.pid) - cpu_before
+        stats = box.stats()
+        jobs = box.jobs()
+    outcomes: dict[str, int] = {}
+    for event in finished:
+        outcomes[event.get("outcome", "?")] = outcomes.get(event.get("outcome", "?"), 0) + 1
+    last = max(parse_ts(e["timestamp"]) for e in finished)
+    polls = [e["polls"] for e in events if e.get("event") == "job_finished"]
+    waits = [e["waited_s"] for e in events if e.get("event") == "job_finished"]
+    ctx.cleanup(root)
+    slots = _slot_analysis(jobs, events, dropped + settle, count)
+    return {
+        **slots,
+        "count": count,
+        "elapsed_from_settled": last - (dropped + settle),
+        "elapsed_from_drop": last - dropped,
+        "outcomes": outcomes,
+        "daemon_cpu_seconds": cpu,
+        "load_average_after": list(os.getloadavg()),
+        "max_concurrent_jobs_seen": stats["max_concurrent_jobs_seen"],
+        "requests": request_counts(stats),
+        "raw_requests": stats.get("requests", {}),
+        "mean_polls_per_job": sum(polls) / len(polls) if polls else None,
+        "mean_job_wait_s": sum(waits) / len(waits) if waits else None,
+    }
+
+
+def _slot_analysis(
+    jobs: list[dict[str, Any]], events: list[dict[str, Any]], settled: float, count: int
+) -> dict[str, float]:
+    """Where the time between the ideal and the measured went, from the sandbox's job
+    history and the daemon's log: when the first job started, how long each of the 10 slots
+    took per job (ideal: the job time), how late the daemon saw each completion (polling),
+    and how long a seen completion took to become the next job (dispatch + upload)."""
+    created = sorted(j["history"][0]["at"] for j in jobs)
+    completed = {j["id"]: h["at"] for j in jobs for h in j["history"] if h["status"] == "completed"}
+    seen = {
+        e["job_id"]: parse_ts(e["timestamp"]) for e in events if e.get("event") == "job_finished"
+    }
+    lags = [seen[j] - completed[j] for j in seen if j in completed]
+    seen_sorted = sorted(seen.values())
+    refills = []
+    for at in created[LIMIT:]:
+        i = bisect.bisect_left(seen_sorted, at) - 1
+        if i >= 0:
+            refills.append(at - seen_sorted[i])
+    rounds = count / LIMIT
+    return {
+        "first_job_after_settled_s": created[0] - settled if created else float("nan"),
+        "slot_seconds_per_job": (max(completed.values()) - created[0]) / rounds
+        if completed
+        else float("nan"),
+        "completion_seen_late_mean_s": sum(lags) / len(lags) if lags else float("nan"),
+        "completion_seen_late_max_s": max(lags) if lags else float("nan"),
+        "refill_mean_s": sum(refills) / len(refills) if refills else float("nan"),
+    }
+
+
+def run(ctx: Context) -> list[Row]:
+    count = 100 if ctx.quick else 500
+    result = measure_ingestd(ctx, count)
+    ctx.shared["throughput"] = result
+    ideal = count / LIMIT * JOB_SECONDS
+    elapsed = result["elapsed_from_settled"]
+    baseline = small_file_baseline(ctx)
+    per_file = sum(baseline["per_file_seconds"]) / len(baseline["per_file_seconds"])
+    baseline_total = per_file * count
+    done = result["outcomes"].get("done", 0)
+    within_limit = result["max_concurrent_jobs_seen"] <= LIMIT
+    passed = elapsed <= TARGET_FACTOR * ideal and within_limit and done == count
+    return [
+        Row(
+            benchmark="throughput",
+            metric=f"{count} recordings, limit {LIMIT}, {JOB_SECONDS:g} s jobs",
+            ingestd=round(elapsed, 2),
+            ingestd_text=f"{elapsed:.1f} s ({elapsed / ideal:.2f} × ideal)",
+            baseline=round(baseline_total, 1),
+            baseline_text=(
+                f"{baseline_total:,.0f} s ({baseline_total / ideal:.0f} × ideal; "
+                f"extrapolated from {len(baseline['per_file_seconds'])} file(s))"
+            ),
+            ratio=round(baseline_total / elapsed, 1),
+            ratio_text=f"{baseline_total / elapsed:.0f}× faster",
+            target=f"≤ {TARGET_FACTOR} × ideal ({TARGET_FACTOR * ideal:.0f} s)",
+            passed=passed,
+            notes=(
+                f"ideal {ideal:.0f} s; peak concurrent jobs {result['max_concurrent_jobs_seen']} "
+                f"(limit {LIMIT}), 429s {result['requests']['status_429']}; "
+                f"{done}/{count} done; {result['mean_polls_per_job']:.1f} polls/job; "
+                f"first job {result['first_job_after_settled_s']:.2f} s after settled; "
+                f"{result['slot_seconds_per_job']:.2f} s of a slot per {JOB_SECONDS:g} s job: "
+                f"completion seen {result['completion_seen_late_mean_s']:.2f} s late "
+                f"(max {result['completion_seen_late_max_s']:.2f}), next upload "
+                f"{result['refill_mean_s']:.2f} s after that; daemon CPU "
+                f"{result['daemon_cpu_seconds']:.0f} s"
+            ),
+            details={**result, "ideal_s": ideal, "baseline_per_file_s": per_file},
+        ),
+        Row(
+            benchmark="throughput",
+            metric="peak concurrent jobs (sandbox)",
+            ingestd=result["max_concurrent_jobs_seen"],
+            ingestd_text=f"{result['max_concurrent_jobs_seen']}",
+            baseline=1,
+            baseline_text="1 (one file at a time)",
+            target=f"≤ {LIMIT}, no 429",
+            passed=within_limit and result["requests"]["status_429"] == 0,
+        ),
+    ]

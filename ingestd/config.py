@@ -1,0 +1,92 @@
+"""The YAML configuration: load, resolve ``${VAR}`` and ``*_file`` secrets, validate, freeze.
+
+Every problem is collected and reported at once, one per line, as
+``FILE: key.path: what was expected, got what`` (unknown keys get a did-you-mean); the
+daemon refuses to start with a bad config rather than guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class Secret(str):
+    """A credential: compares and sends as its value, never shows it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """One watched folder and how its recordings are handled.
+
+    The plugin-owned sections (`conversation`, `transcode`, `endpoint`) are mappings the
+    bundled plugins validate and read; `parameters` are Symbl query parameters.
+    """
+
+    name: str
+    path: Path
+    patterns: tuple[str, ...] = ("*.wav", "*.mp3", "*.mp4", "*.m4a", "*.mov")
+    ignore: tuple[str, ...] = ()
+    recursive: bool = True
+    settle_seconds: float = 5.0
+    polling: bool = False
+    poll_interval_seconds: float = 2.0
+    conversation: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    transcode: Mapping[str, Any] = field(default_factory=dict)
+    endpoint: Mapping[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_FETCH = ("messages", "topics", "questions", "action_items", "follow_ups", "members")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How hard the core works and how long it keeps trying."""
+
+    max_attempts: int = 8
+    retry_initial_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+    transcode_workers: int = 2
+    rescan_interval_seconds: float = 300.0
+    shutdown_grace_seconds: float = 20.0
+    fetch: tuple[str, ...] = DEFAULT_FETCH
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path | None
+    symbl: Mapping[str, Any]
+    state_url: str
+    work_dir: Path
+    watches: tuple[WatchConfig, ...]
+    sinks: tuple[Mapping[str, Any], ...]
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    plugins: tuple[str, ...] = ()
+    disable_plugins: tuple[str, ...] = ()
+    log_level: str = "info"
+    log_format: str = "auto"
+    metrics_listen: str | None = None
+
+    @property
+    def state_path(self) -> Path | None:
+        """The SQLite file behind ``state.url``, or None for another database."""
+        if self.state_url.startswith("sqlite:///"):
+            return Path(self.state_url.removeprefix("sqlite:///"))
+        return None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_path.parent if self.state_path else self.work_dir

@@ -1,0 +1,432 @@
+"""The daemon's life: startup -> run -> shutdown, like uvicorn's server.
+
+startup: state store (locked, so two daemons never share one), plugins, backend, sinks,
+resume in-flight recordings, watchers and the startup rescan, then READY=1.
+run: the dispatcher starts each recording's next stage when it is due — earlier parts of a
+conversation first, and never more jobs in flight than the account allows.
+shutdown (SIGTERM/SIGINT): stop noticing files, let uploads and deliveries finish for up to
+``shutdown_grace_seconds``, cancel the rest (every state is durable, so they resume at the
+next start), STOPPING=1. A second signal cancels at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ingestd import systemd
+from ingestd.config import Config, WatchConfig
+from ingestd.configload import load_config
+from ingestd.errors import ConfigError, IngestdError, StoreError
+from ingestd.intake import Intake
+from ingestd.lifecycle import PIPELINE, State
+from ingestd.metrics import Health, MetricsServer
+from ingestd.pipeline import Pipeline
+from ingestd.plugins import Plugins, load_plugins
+from ingestd.registry import Backend, Sink, SinkContext
+from ingestd.settle import Settler
+from ingestd.store import RecordingRow, Store
+from ingestd.transcode import clean_work_files
+from ingestd.watch import Watcher, scan
+
+log = structlog.get_logger()
+
+IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED)
+# Stages that may be interrupted at shutdown without waiting: their state is durable and
+# resuming them repeats nothing that reached the API.
+_CANCEL_AT_ONCE = (State.SUBMITTED, State.QUEUED, State.DISCOVERED, State.PROBED)
+
+
+def build_backend(config: Config, plugins: Plugins) -> Backend:
+    base_url = str(config.symbl.get("base_url", ""))
+    kind = "sandbox" if base_url == "sandbox" else "symbl"
+    factory = plugins.backends.get(kind, key_path="symbl.base_url")
+    return factory(config.symbl, config.state_dir)
+
+
+def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
+    """Sinks by a stable name: their `name` option, else their type (numbered if repeated)."""
+    sinks: dict[str, Sink] = {}
+    problems: list[str] = []
+    for i, options in enumerate(config.sinks):
+        options = dict(options)
+        kind = options.pop("type")
+        name = str(options.pop("name", kind))
+        if name in sinks:
+            name = f"{name}-{i}"
+        try:
+            factory = plugins.sinks.get(kind, key_path=f"sinks[{i}].type")
+            context = SinkContext(
+                name=name,
+                key_path=f"sinks[{i}]",
+                config_path=config.path,
+                state_dir=config.state_dir,
+            )
+            sinks[name] = factory(options, context)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return sinks
+
+
+def validate_watches(config: Config, plugins: Plugins) -> None:
+    """Let each plugin check the per-watch options it owns; raise every problem at once."""
+    problems: list[str] = []
+    for watch in config.watches:
+        try:
+            for answer, _ in plugins.call_all("ingestd_validate_watch", watch=watch):
+                problems.extend(answer or [])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _heartbeat_seconds() -> float:
+    """WATCHDOG=1 every WatchdogSec/2 under systemd; the /health heartbeat otherwise."""
+    return systemd.watchdog_interval_seconds() or 10.0
+
+
+class StateLock:
+    """An exclusive lock next to the state database: one daemon per store."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(
+                f"another ingestd (pid {holder}) is using the state database next to "
+                f"{self.path}; stop it or point this one at another state.url"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Daemon:
+    """One asyncio process: watchers, settler, intake, dispatcher."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stopping = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._active: dict[int, tuple[asyncio.Task[None], State]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._signals = 0
+        self.watchers: list[Watcher] = []
+        self.metrics: MetricsServer | None = None
+        # /health: stale when the event loop misses three heartbeats in a row
+        self.health = Health(stale_after_seconds=3 * _heartbeat_seconds())
+
+    # -- startup ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until a stop signal; return the process exit code."""
+        config = self.config
+        lock = StateLock(config.state_path or config.work_dir / "state.db")
+        lock.acquire()
+        try:
+            self.store = Store(config.state_path or config.work_dir / "state.db")
+            self.plugins = load_plugins(config.plugins, config.disable_plugins)
+            validate_watches(config, self.plugins)
+            self.backend = build_backend(config, self.plugins)
+            try:
+                self.sinks = build_sinks(config, self.plugins)
+                return await self._serve()
+            finally:
+                await self.backend.aclose()
+        finally:
+            if hasattr(self, "store"):
+                self.store.close()
+            lock.release()
+
+    async def _serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        self.pipeline = Pipeline(
+            self.config,
+            self.store,
+            self.plugins,
+            self.backend,
+            self.sinks,
+            on_change=self._kick.set,
+        )
+        self.settler = Settler(self._on_settled)
+        self.intake = Intake(
+            self.store,
+            self.plugins,
+            self.pipeline.recording,
+            on_new=self._kick.set,
+            renominate=self.settler.nominate,
+        )
+        self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        removed = clean_work_files(self.config.work_dir, self.store.needs_upload_file)
+        resumed = self.store.count_states(PIPELINE)
+        log.info(
+            "daemon_starting",
+            watches=len(self.config.watches),
+            sinks=list(self.sinks),
+            resumed=resumed,
+            work_files_removed=removed,
+            backend=self.backend.name,
+        )
+        if self.config.metrics_listen:
+            self.metrics = MetricsServer(
+                self.config.metrics_listen,
+                self.store,
+                health=self.health,
+                max_concurrent_jobs=int(self.config.symbl.get("max_concurrent_jobs", 5)),
+            )
+            self.metrics.start()
+        for watch in self.config.watches:
+            watcher = Watcher(watch, self.settler.nominate)
+            watcher.start(loop)
+            self.watchers.append(watcher)
+        await self._rescan()
+        self._spawn(self.settler.run())
+        self._spawn(self._periodic_rescan())
+        self._spawn(self._heartbeat())
+        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+        self.health.ready()
+        log.info("daemon_ready")
+        try:
+            await self._dispatch_loop()
+        finally:
+            await self._shutdown()
+        return 0
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info(
+                "shutdown_requested",
+                signal=sig.name,
+                pending=len(self._active),
+                how_to_force="send the signal again",
+            )
+            self._stopping.set()
+            self._kick.set()
+        else:
+            log.warning("shutdown_forced", signal=sig.name, cancelled=len(self._active))
+            for task, _ in self._active.values():
+                task.cancel()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- reload --------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: validate the file again, then swap watches and sinks; on any problem the
+        running configuration stays. Settings that need a restart are named in the log."""
+        old = self.config
+        systemd.notify("RELOADING=1")
+        try:
+            if old.path is None:
+                raise ConfigError("no config file to reload (started without --config)")
+            new = load_config(old.path)
+            validate_watches(new, self.plugins)
+            sinks = build_sinks(new, self.plugins) if new.sinks != old.sinks else self.sinks
+        except ConfigError as exc:
+            log.error(
+                "config_reload_failed",
+                problems=exc.problems,
+                action="keeping the running configuration",
+            )
+            systemd.notify("READY=1")
+            return
+        fixed = ("symbl", "state_url", "work_dir", "plugins", "disable_plugins")
+        needs_restart = [k for k in fixed if getattr(new, k) != getattr(old, k)]
+        if needs_restart:
+            log.warning(
+                "config_reload_partial",
+                needs_restart=needs_restart,
+                action="these settings keep their running values until a restart",
+            )
+        new = dataclasses.replace(new, **{k: getattr(old, k) for k in fixed})
+        before = {w.name: w for w in old.watches}
+        after = {w.name: w for w in new.watches}
+        stopped = [n for n, w in before.items() if after.get(n) != w]
+        started = [n for n, w in after.items() if before.get(n) != w]
+        loop = asyncio.get_running_loop()
+        for watcher in [w for w in self.watchers if w.watch.name in stopped]:
+            watcher.stop()
+            self.watchers.remove(watcher)
+            self.settler.forget_watch(watcher.watch.name)
+        self.config = new
+        self.pipeline.config = new
+        self.pipeline.watches = after
+        if sinks is not self.sinks:
+            self.pipeline.sinks = sinks
+            self.sinks = sinks
+        for name in started:
+            watcher = Watcher(after[name], self.settler.nominate)
+            watcher.start(loop)
+            self.watchers.append(watcher)
+        await self._rescan([after[n] for n in started])
+        log.info(
+            "config_reloaded",
+            watches_started=started,
+            watches_stopped=stopped,
+            sinks=list(self.sinks),
+        )
+        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+
+    # -- noticing files -----------------------------------------------------------------
+
+    def _on_settled(self, watch: WatchConfig, path: Path) -> None:
+        if not self._stopping.is_set():
+            self._spawn(self.intake.settled(watch, path))
+
+    async def _rescan(self, watches: Iterable[WatchConfig] | None = None) -> None:
+        """Nominate every file not already known with the same size and mtime."""
+        started = time.monotonic()
+        for watch in self.config.watches if watches is None else watches:
+            found = await asyncio.to_thread(lambda w=watch: list(scan(w)))
+            new = [p for p, size, mtime in found if not self.intake.is_known(watch, p, size, mtime)]
+            for path in new:
+                self.settler.nominate(watch, path)
+            log.info(
+                "rescan_finished",
+                watch=watch.name,
+                files=len(found),
+                new=len(new),
+                seconds=round(time.monotonic() - started, 3),
+            )
+
+    async def _periodic_rescan(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.pipeline.rescan_interval_seconds)
+            await self._rescan()
+
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 from the event loop while every watcher thread is alive."""
+        interval = _heartbeat_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            dead = [w.watch.name for w in self.watchers if not w.alive()]
+            self.health.beat(dead)
+            if dead:
+                log.error("watcher_dead", watches=dead, action="systemd will restart the daemon")
+                continue
+            systemd.notify("WATCHDOG=1", f"STATUS={self._status_line()}")
+
+    def _status_line(self) -> str:
+        counts = self.store.counts_by_state()
+        busy = sum(counts.get(str(s), 0) for s in PIPELINE)
+        return (
+            f"{busy} in progress, {counts.get('done', 0)} done, "
+            f"{counts.get('failed', 0)} failed, {len(self.settler)} settling"
+        )
+
+    # -- dispatching ---------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._kick.clear()
+            self._dispatch_once()
+            wakeup = self.store.next_wakeup()
+            timeout = 5.0 if wakeup is None else min(5.0, max(0.05, wakeup - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout)
+
+    def _dispatch_once(self) -> None:
+        limit = int(self.config.symbl.get("max_concurrent_jobs", 5))
+        in_flight = self.store.count_states(IN_FLIGHT)
+        for row in self.store.runnable(time.time()):
+            if row.id in self._active:
+                continue
+            if row.state is State.QUEUED:
+                if in_flight >= limit or self.store.earlier_part_pending(row):
+                    continue
+                in_flight += 1
+            task = asyncio.create_task(self._drive(row))
+            self._active[row.id] = (task, row.state)
+
+    async def _drive(self, row: RecordingRow) -> None:
+        """Run a recording's stages back to back until it must wait or is finished."""
+        try:
+            with structlog.contextvars.bound_contextvars(
+                recording_id=row.id,
+                watch=row.watch,
+                path=row.relpath,
+                conversation_id=row.conversation_id,
+            ):
+                while True:
+                    self._active[row.id] = (self._active[row.id][0], row.state)
+                    row = await self.pipeline.run_stage(row)
+                    if (
+                        row.state not in PIPELINE
+                        or row.state is State.QUEUED
+                        or row.next_attempt_at > time.time()
+                        or self._stopping.is_set()
+                    ):
+                        break
+        except asyncio.CancelledError:
+            log.info("stage_interrupted", recording_id=row.id, state=str(row.state))
+        except IngestdError as exc:  # the store itself failed: stop, systemd restarts us
+            log.error("store_failed", error=str(exc))
+            self._stopping.set()
+        finally:
+            self._active.pop(row.id, None)
+            self._kick.set()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        systemd.notify("STOPPING=1")
+        self.health.stopping()
+        for watcher in self.watchers:
+            watcher.stop()
+        for task in self._background:
+            task.cancel()
+        for task, state in list(self._active.values()):
+            if state in _CANCEL_AT_ONCE:
+                task.cancel()
+        pending = [task for task, _ in self._active.values()]
+        if pending:
+            grace = self.config.pipeline.shutdown_grace_seconds
+            log.info("shutdown_draining", tasks=len(pending), grace_s=grace)
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=5)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for sink in self.sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.aclose()
+        if self.metrics is not None:
+            self.metrics.stop()
+        log.info("daemon_stopped", unfinished=self.store.count_states(PIPELINE))

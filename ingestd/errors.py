@@ -1,0 +1,78 @@
+"""Every error ingestd raises on purpose, and who has to act on it.
+
+::
+
+    IngestdError                  base; never raised bare
+    ├── ConfigError               the user: fix the YAML (file, key path, what was expected)
+    ├── PluginError               a plugin author: a plugin failed to load or a hook raised
+    ├── RecordingError            about one recording; decides its next state
+    │   ├── Rejected              the user: bad input (not media, empty, unreadable) -> rejected
+    │   ├── Retryable             nobody: transient (429, 5xx, network); retried with back-off
+    │   └── Permanent             the operator: will not succeed by retrying -> failed
+    ├── ApiError                  the Symbl API answered with an error status (carries status)
+    └── StoreError                the operator: the state database is unusable
+"""
+
+from __future__ import annotations
+
+
+class IngestdError(Exception):
+    """Base class of every error ingestd raises on purpose."""
+
+
+class ConfigError(IngestdError):
+    """The configuration is invalid. Carries every problem found, one per line."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(IngestdError):
+    """A plugin could not be loaded, or one of its hooks raised."""
+
+
+class RecordingError(IngestdError):
+    """Something went wrong for one recording; the subclass decides what happens next."""
+
+
+class Rejected(RecordingError):
+    """Bad input: the file itself is the problem. Replacing the file is the way to retry."""
+
+
+class Retryable(RecordingError):
+    """A transient failure: the same step is retried after a back-off.
+
+    Args:
+        retry_after: seconds the remote side asked us to wait, if it said so.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Permanent(RecordingError):
+    """Retrying the same step will not help; the recording is marked failed.
+
+    Args:
+        status: the HTTP status the API answered, when the error came from one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiError(IngestdError):
+    """The Symbl API (or the sandbox) answered with an error status."""
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class StoreError(IngestdError):
+    """The state store cannot be opened or written."""

@@ -1,0 +1,113 @@
+"""The recording's state machine, in one place.
+
+A file that has settled (its size and mtime stopped changing) is fingerprinted and stored
+as ``discovered``. From there each state names the step that runs next; a step's outcome is
+committed to the store before the next side effect, so a restart resumes every recording
+from its last durable state::
+
+    discovered ─> probed ─> transcoded ─> queued ─> submitting ─> submitted ─> fetching
+        │                                   ^           │                        │
+        │                                   └─(nothing  │                        v
+        │                                      arrived)─┘                   delivering ─> done
+        ├─> duplicate  (same size and content hash as an earlier recording)
+        └─> rejected   (bad input: empty, not media, no audio; any stage before submitting)
+    any non-terminal state ─> failed  (retries used up, or a permanent error)
+
+Each step, and which plugin hook it calls (see `ingestd.hookspecs`):
+
+- ``discovered`` — `ingestd_accept`, then `ingestd_probe` (ffprobe).
+- ``probed`` — `ingestd_transcode_plan`; the core runs the plan and re-probes its output.
+- ``transcoded`` — `ingestd_choose_endpoint`, `ingestd_set_parameters`,
+  `ingestd_conversation_key`; the decisions are stored with the recording.
+- ``queued`` — waits for its turn: earlier parts of the same conversation must be
+  submitted first, and the account-wide job limit must have room.
+- ``submitting`` — the intent (name, conversation, time) is written, then the upload runs.
+  This is the one step that cannot be blindly repeated: after a crash the core asks the
+  backend whether the upload arrived (`Backend.find_submission`) and **reconciles** instead
+  of uploading again.
+- ``submitted`` — conversationId and jobId are stored; the Job API is polled.
+- ``fetching`` — the job completed; insights are fetched and saved in the work directory.
+- ``delivering`` — each configured sink is delivered and tracked on its own.
+
+Transient errors keep the recording in its state with ``attempts`` and ``next_attempt_at``
+updated (exponential back-off, Retry-After honoured); once attempts are used up it becomes
+``failed``, remembering the state it failed in, so ``ingestd retry`` resumes exactly there
+(a recording that failed while delivering is redelivered, never resubmitted).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a recording is. Stored as its string value."""
+
+    DISCOVERED = "discovered"  # settled, fingerprinted, recorded; next: accept + probe
+    PROBED = "probed"  # media facts stored; next: transcode
+    TRANSCODED = "transcoded"  # upload file ready and probed; next: endpoint, params, key
+    QUEUED = "queued"  # decisions stored; waiting for order and account limit
+    SUBMITTING = "submitting"  # intent stored, upload in flight; reconciled after a crash
+    SUBMITTED = "submitted"  # conversationId + jobId stored; polling the job
+    FETCHING = "fetching"  # job completed; fetching insights
+    DELIVERING = "delivering"  # insights saved; delivering to each sink
+    DONE = "done"  # every sink delivered
+    FAILED = "failed"  # gave up: retries used up or permanent error (ingestd retry)
+    REJECTED = "rejected"  # bad input; replace the file (or ingestd retry)
+    DUPLICATE = "duplicate"  # same content as an earlier recording; nothing sent
+
+    @property
+    def is_terminal(self) -> bool:
+        """No stage runs for it; only an operator command moves it on."""
+        return self not in PIPELINE
+
+
+# Terminal states that `ingestd retry` can move back into the pipeline.
+RESUMABLE_TERMINALS = frozenset({State.FAILED, State.REJECTED})
+
+PIPELINE = (
+    State.DISCOVERED,
+    State.PROBED,
+    State.TRANSCODED,
+    State.QUEUED,
+    State.SUBMITTING,
+    State.SUBMITTED,
+    State.FETCHING,
+    State.DELIVERING,
+)
+"""The non-terminal states, in order; each has exactly one stage in `ingestd.pipeline`."""
+
+_BEFORE_UPLOAD = (State.DISCOVERED, State.PROBED, State.TRANSCODED, State.QUEUED)
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.DISCOVERED: frozenset({State.PROBED, State.DUPLICATE, State.REJECTED, State.FAILED}),
+    State.PROBED: frozenset({State.TRANSCODED, State.REJECTED, State.FAILED}),
+    State.TRANSCODED: frozenset({State.QUEUED, State.REJECTED, State.FAILED}),
+    State.QUEUED: frozenset({State.SUBMITTING, State.FAILED, State.REJECTED}),
+    # Back to queued when the API refused the upload (429) or reconciliation shows that
+    # nothing arrived; forward when it answered or reconciliation found the job.
+    State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED, State.FAILED}),
+    State.SUBMITTED: frozenset({State.FETCHING, State.FAILED}),
+    State.FETCHING: frozenset({State.DELIVERING, State.FAILED}),
+    State.DELIVERING: frozenset({State.DONE, State.FAILED}),
+    State.DONE: frozenset({State.DELIVERING}),  # `ingestd redeliver`
+    # `ingestd retry` resumes where the recording failed (never re-uploads what arrived).
+    State.FAILED: frozenset(PIPELINE),
+    State.REJECTED: frozenset({State.DISCOVERED}),
+    State.DUPLICATE: frozenset(),
+}
+
+
+class TransitionError(RuntimeError):
+    """A transition the table does not allow: a bug in the core, never a user error."""
+
+
+def check_transition(old: State, new: State) -> None:
+    """Raise TransitionError unless the table allows ``old -> new``."""
+    if new not in TRANSITIONS[old]:
+        raise TransitionError(f"illegal transition {old} -> {new}")
+
+
+def is_before_upload(state: State) -> bool:
+    """True while nothing has been sent to the API (a rejection is still possible)."""
+    return state in _BEFORE_UPLOAD

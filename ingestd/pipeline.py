@@ -1,0 +1,527 @@
+"""One short async stage per non-terminal state; the only caller of the stage hooks.
+
+`Pipeline.run_stage` runs the stage of a recording's current state and records its outcome:
+the next state, a back-off (Retryable), ``rejected`` (bad input) or ``failed``. The
+protocol itself is told in `ingestd.lifecycle`; `ingestd.daemon` decides when each
+recording's stage runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ingestd.config import Config, WatchConfig
+from ingestd.conversations import assign_conversation
+from ingestd.errors import (
+    ConfigError,
+    IngestdError,
+    Permanent,
+    PluginError,
+    Rejected,
+    Retryable,
+)
+from ingestd.lifecycle import State, is_before_upload
+from ingestd.model import (
+    AS_IS,
+    Endpoint,
+    Insights,
+    JobStatus,
+    Media,
+    Params,
+    Recording,
+    Result,
+    TranscodePlan,
+    Upload,
+)
+from ingestd.plugins import Plugins
+from ingestd.registry import Backend, Sink
+from ingestd.store import RecordingRow, Store
+from ingestd.transcode import output_path, remove_output, run_plan
+
+log = structlog.get_logger()
+
+ADOPTED_JOB_TIMEOUT_SECONDS = 6 * 3600
+
+
+def backoff_seconds(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential back-off with full jitter (attempt 1 waits up to `initial`)."""
+    return random.uniform(initial / 2, min(maximum, initial * 2 ** (attempt - 1)))
+
+
+class Pipeline:
+    """Runs stages and records their outcome in the store."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        plugins: Plugins,
+        backend: Backend,
+        sinks: Mapping[str, Sink],
+        *,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.plugins = plugins
+        self.backend = backend
+        self.sinks = dict(sinks)
+        self.on_change = on_change
+        self.watches = {w.name: w for w in config.watches}
+        # ffmpeg is CPU-bound: at most this many run at once, whatever else is going on
+        self._transcodes = asyncio.Semaphore(config.pipeline.transcode_workers)
+        self._stages: dict[State, Callable[[RecordingRow], Awaitable[None]]] = {
+            State.DISCOVERED: self._discovered,
+            State.PROBED: self._probed,
+            State.TRANSCODED: self._transcoded,
+            State.QUEUED: self._queued,
+            State.SUBMITTING: self._submitting,
+            State.SUBMITTED: self._submitted,
+            State.FETCHING: self._fetching,
+            State.DELIVERING: self._delivering,
+        }
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def recording(self, row: RecordingRow) -> Recording:
+        """The plugin-facing view of a row (with a stand-in watch if it left the config)."""
+        watch = self.watches.get(row.watch) or WatchConfig(
+            name=row.watch, path=Path(row.watch_root)
+        )
+        return Recording(
+            id=row.id,
+            path=row.path,
+            relpath=row.relpath,
+            watch=watch,
+            size_bytes=row.size_bytes,
+            mtime=row.mtime,
+            sha256=row.sha256,
+            state=str(row.state),
+            conversation_key=row.conversation_key,
+            conversation_id=row.conversation_id,
+            job_id=row.job_id,
+            attempts=row.attempts,
+            error=row.error,
+        )
+
+    def transition(self, row: RecordingRow, new: State, **kwargs: Any) -> RecordingRow:
+        """Commit a state change, then log it and tell the plugins."""
+        facts = kwargs.pop("facts", {})
+        updated = self.store.transition(row.id, new, facts=facts, **kwargs)
+        log.info("state_changed", old=str(row.state), new=str(new), **facts)
+        self._notify(
+            "ingestd_state_changed",
+            recording=self.recording(updated),
+            old=str(row.state),
+            new=str(new),
+            facts=facts,
+        )
+        self.on_change()
+        return updated
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> list[tuple[Any, str]]:
+        """Event hooks must never break the pipeline: failures are logged and dropped."""
+        try:
+            return self.plugins.call_all(hook_name, **kwargs)
+        except Exception as exc:
+            log.warning("event_hook_failed", hook=hook_name, error=str(exc))
+            return []
+
+    # -- the driver ----------------------------------------------------------------------
+
+    async def run_stage(self, row: RecordingRow) -> RecordingRow:
+        """Run the stage of `row.state` once; return the row as it now stands."""
+        stage = self._stages[row.state]
+        try:
+            await stage(row)
+        except Rejected as exc:
+            self._give_up(
+                row, State.REJECTED if is_before_upload(row.state) else State.FAILED, str(exc)
+            )
+        except Retryable as exc:
+            self._retry_later(row, exc)
+        except (Permanent, PluginError, ConfigError) as exc:
+            self._give_up(row, State.FAILED, str(exc))
+        except IngestdError as exc:
+            self._give_up(row, State.FAILED, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: keep the traceback, keep the daemon
+            log.exception("stage_crashed", state=str(row.state))
+            self._give_up(row, State.FAILED, f"internal error in stage {row.state}: {exc!r}")
+        return self.store.get(row.id)
+
+    def _retry_later(self, row: RecordingRow, exc: Retryable) -> None:
+        current = self.store.get(row.id)
+        attempts = current.attempts + 1
+        pipeline = self.config.pipeline
+        if attempts >= pipeline.max_attempts:
+            self._give_up(current, State.FAILED, f"{exc} (gave up after {attempts} attempts)")
+            return
+        delay = backoff_seconds(
+            attempts, pipeline.retry_initial_seconds, pipeline.retry_max_seconds
+        )
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        self.store.update(
+            row.id, attempts=attempts, next_attempt_at=time.time() + delay, error=str(exc)
+        )
+        log.warning(
+            "stage_retry_scheduled",
+            state=str(current.state),
+            attempt=attempts,
+            retry_in_s=round(delay, 2),
+            error=str(exc),
+        )
+        self.on_change()
+
+    def _give_up(
+        self, row: RecordingRow, new: State, error: str, *, resume: State | None = None
+    ) -> None:
+        current = self.store.get(row.id)
+        updated = self.transition(
+            current,
+            new,
+            facts={"error": error},
+            error=error,
+            failed_from=str(resume or current.state),
+            attempts=current.attempts,
+        )
+        log.error(
+            "recording_finished",
+            outcome=str(new),
+            error=error,
+            attempts=current.attempts,
+            seconds=round(time.time() - current.created_at, 3),
+        )
+        self._notify("ingestd_recording_failed", recording=self.recording(updated), error=error)
+
+    # -- stages --------------------------------------------------------------------------
+
+    async def _discovered(self, row: RecordingRow) -> None:
+        """accept, then probe (in a thread: the probe hook may block)."""
+        recording = self.recording(row)
+        if not row.path.exists():
+            raise Rejected(f"{row.relpath} disappeared before it could be processed")
+        if row.conversation_key is None:  # e.g. retried after its sidecar was fixed
+            key = assign_conversation(self.store, self.plugins, recording)
+            recording = dataclasses.replace(recording, conversation_key=key)
+        for accepted, plugin in self.plugins.call_all("ingestd_accept", recording=recording):
+            if accepted is False:
+                raise Rejected(f"{row.relpath} was rejected by plugin {plugin!r}")
+        media, plugin = await asyncio.to_thread(
+            self.plugins.call_first, "ingestd_probe", recording=recording
+        )
+        if media is None:
+            raise Permanent("no plugin could probe the file (is the ffmpeg plugin disabled?)")
+        self.transition(
+            row,
+            State.PROBED,
+            media=media.to_dict(),
+            facts={"kind": media.kind, "probed_by": plugin},
+        )
+
+    async def _probed(self, row: RecordingRow) -> None:
+        """Decide and run the transcode, then probe what will be uploaded."""
+        recording = self.recording(row)
+        media = Media.from_dict(row.media or {})
+        plan, plugin = self.plugins.call_first(
+            "ingestd_transcode_plan", recording=recording, media=media
+        )
+        if plan is None or plan == AS_IS or not plan.argv:
+            upload, upload_media, how = row.path, media, AS_IS.description
+        else:
+            assert isinstance(plan, TranscodePlan)
+            async with self._transcodes:
+                started = time.monotonic()
+                log.info("transcode_started", plan=plan.description, by=plugin)
+                target = output_path(self.config.work_dir, row.id, plan)
+                upload = await run_plan(plan, row.path, target)
+            log.info(
+                "transcode_finished",
+                plan=plan.description,
+                reencoded=plan.reencodes,
+                seconds=round(time.monotonic() - started, 3),
+            )
+            probe_target = dataclasses.replace(recording, path=upload)
+            upload_media, _ = await asyncio.to_thread(
+                self.plugins.call_first, "ingestd_probe", recording=probe_target
+            )
+            if upload_media is None:
+                raise Permanent(f"the transcoded file {upload} could not be probed")
+            how = plan.description
+        self.transition(
+            row,
+            State.TRANSCODED,
+            upload_path=str(upload),
+            upload_media=upload_media.to_dict(),
+            upload_size_bytes=upload.stat().st_size,
+            facts={"transcode": how},
+        )
+
+    async def _transcoded(self, row: RecordingRow) -> None:
+        """Endpoint, parameters and name: pure decisions, stored before queueing."""
+        recording = self.recording(row)
+        media = Media.from_dict(row.upload_media or {})
+        endpoint, plugin = self.plugins.call_first(
+            "ingestd_choose_endpoint", recording=recording, media=media
+        )
+        if endpoint is None:
+            raise Permanent("no plugin chose an endpoint (is the routing plugin disabled?)")
+        params = Params()
+        self.plugins.call_all(
+            "ingestd_set_parameters",
+            recording=recording,
+            media=media,
+            endpoint=endpoint,
+            params=params,
+        )
+        name = str(params.get("name") or row.path.stem)
+        params["name"] = name
+        self.transition(
+            row,
+            State.QUEUED,
+            endpoint=endpoint.to_dict(),
+            params=dict(params),
+            name=name,
+            facts={"endpoint": str(endpoint.kind), "chosen_by": plugin},
+        )
+
+    async def _queued(self, row: RecordingRow) -> None:
+        """Its turn came (the daemon checked order and the account limit): record intent."""
+        self.transition(row, State.SUBMITTING)
+
+    async def _submitting(self, row: RecordingRow) -> None:
+        """Upload (POST or PUT), after reconciling any earlier attempt whose answer was lost."""
+        key = row.conversation_key
+        conversation_id = self.store.conversation_for(key) if key else None
+        if row.upload_started_at is not None and conversation_id is None:
+            adopted = await self._reconcile_new_conversation(row)
+            if adopted:
+                self.transition(
+                    row,
+                    State.SUBMITTED,
+                    conversation_id=adopted,
+                    job_id=None,
+                    mapping=(key, adopted, row.name) if key else None,
+                    facts={"conversation_id": adopted, "reconciled": True},
+                )
+                return
+        elif row.upload_started_at is not None:
+            log.warning(
+                "append_reconcile_unknown",
+                conversation_id=conversation_id,
+                action="sending the part again (appends cannot be looked up)",
+            )
+        endpoint = Endpoint.from_dict(row.endpoint or {})
+        upload = None
+        if not endpoint.kind.is_url:
+            path = Path(row.upload_path or row.path)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise Rejected(f"{row.relpath}: the file to upload ({path}) is gone") from None
+            upload = Upload(path=path, size_bytes=size, content_type=endpoint.content_type)
+        self.store.update(row.id, upload_started_at=time.time())
+        structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
+        submission = await self.backend.submit(
+            endpoint, upload, Params(row.params or {}), conversation_id
+        )
+        structlog.contextvars.bind_contextvars(
+            conversation_id=submission.conversation_id, job_id=submission.job_id
+        )
+        self.transition(
+            row,
+            State.SUBMITTED,
+            conversation_id=submission.conversation_id,
+            job_id=submission.job_id,
+            mapping=(key, submission.conversation_id, row.name)
+            if key and not conversation_id
+            else None,
+            facts={
+                "conversation_id": submission.conversation_id,
+                "job_id": submission.job_id,
+                "append": conversation_id is not None,
+            },
+        )
+
+    async def _reconcile_new_conversation(self, row: RecordingRow) -> str | None:
+        """Find the conversation a POST with a lost answer created, if it exists."""
+        assert row.upload_started_at is not None and row.name is not None
+        found = await self.backend.find_conversations(row.name, row.upload_started_at)
+        known = self.store.known_conversation_ids()
+        candidates = [c for c in found if c not in known]
+        log.info(
+            "submission_reconciling", name=row.name, found=len(found), candidates=len(candidates)
+        )
+        return candidates[0] if candidates else None
+
+    async def _submitted(self, row: RecordingRow) -> None:
+        """Wait for the job (or, for an adopted conversation, for its messages)."""
+        assert row.conversation_id is not None
+        structlog.contextvars.bind_contextvars(
+            conversation_id=row.conversation_id, job_id=row.job_id
+        )
+        if row.job_id is None:
+            ready = await self.backend.wait_for_messages(
+                row.conversation_id, timeout_seconds=ADOPTED_JOB_TIMEOUT_SECONDS
+            )
+            if not ready:
+                raise Retryable("the adopted conversation has no messages yet")
+            status = JobStatus.COMPLETED
+        else:
+            duration = (row.upload_media or {}).get("duration_seconds")
+            try:
+                status = await self.backend.wait_for_job(row.job_id, expected_seconds=duration)
+            except Permanent as exc:
+                if exc.status != 404:
+                    raise
+                # The API forgot the job (an embedded sandbox does when the daemon restarts):
+                # only a new upload can help, and that is the operator's call.
+                error = (
+                    f"the API does not know job {row.job_id} any more ({exc}); "
+                    f"`ingestd retry {row.id}` submits the file again"
+                )
+                self._give_up(row, State.FAILED, error, resume=State.QUEUED)
+                return
+        if status is JobStatus.FAILED:
+            error = (
+                f"the Symbl job {row.job_id} failed; `ingestd retry {row.id}` submits "
+                f"the file again"
+            )
+            self._give_up(row, State.FAILED, error, resume=State.QUEUED)
+            return
+        self.transition(row, State.FETCHING, facts={"job_status": str(status)})
+
+    async def _fetching(self, row: RecordingRow) -> None:
+        """Fetch the conversation's insights; save them durably before delivering."""
+        assert row.conversation_id is not None
+        insights = await self.backend.fetch_insights(
+            row.conversation_id, self.config.pipeline.fetch
+        )
+        path = self.config.work_dir / "insights" / f"{row.conversation_id}.json"
+        await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
+        self.transition(
+            row,
+            State.DELIVERING,
+            insights_path=str(path),
+            deliveries=list(self.sinks),
+            facts={"messages": len(insights.messages)},
+        )
+
+    async def _delivering(self, row: RecordingRow) -> None:
+        """Deliver to every sink still pending; each is tracked and retried on its own."""
+        assert row.conversation_id is not None and row.insights_path is not None
+        # The conversation's newest insights: a later part may have fetched more since.
+        insights = Insights.from_dict(json.loads(Path(row.insights_path).read_text()))
+        part_rows = self.store.parts_of(row.conversation_id)
+        parts = tuple(self.recording(p) for p in part_rows)
+        name = (part_rows[0].name if part_rows else None) or row.name or row.path.stem
+        result = Result(
+            name=name,
+            recording=self.recording(row),
+            parts=parts,
+            insights=insights,
+            previous=self.store.previous_receipts(row.conversation_id),
+        )
+        now = time.time()
+        pending = [d for d in self.store.deliveries(row.id) if d["state"] == "pending"]
+        due = [d for d in pending if d["next_attempt_at"] <= now]
+        await asyncio.gather(*(self._deliver_one(row, result, d) for d in due))
+        deliveries = self.store.deliveries(row.id)
+        failed = [d for d in deliveries if d["state"] == "failed"]
+        waiting = [d for d in deliveries if d["state"] == "pending"]
+        if waiting:
+            self.store.update(row.id, next_attempt_at=min(d["next_attempt_at"] for d in waiting))
+            self.on_change()
+        elif failed:
+            errors = "; ".join(f"{d['sink']}: {d['error']}" for d in failed)
+            self._give_up(row, State.FAILED, f"delivery failed: {errors}")
+        else:
+            updated = self.transition(
+                row, State.DONE, facts={"sinks": [d["sink"] for d in deliveries]}
+            )
+            remove_output(self.config.work_dir, row.upload_path)
+            log.info(
+                "recording_finished",
+                outcome="done",
+                conversation_id=row.conversation_id,
+                seconds=round(time.time() - row.created_at, 3),
+            )
+            self._notify("ingestd_recording_done", recording=self.recording(updated), result=result)
+
+    async def _deliver_one(
+        self, row: RecordingRow, result: Result, delivery: dict[str, Any]
+    ) -> None:
+        name = delivery["sink"]
+        sink = self.sinks.get(name)
+        if sink is None:  # removed from the config since: nothing left to deliver there
+            self.store.mark_delivery(row.id, name, state="done", detail='{"skipped": "removed"}')
+            return
+        attempts = delivery["attempts"] + 1
+        try:
+            receipt = await sink.deliver(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            retryable = isinstance(exc, Retryable) or not isinstance(exc, IngestdError)
+            pipeline = self.config.pipeline
+            if retryable and attempts < pipeline.max_attempts:
+                delay = backoff_seconds(
+                    attempts, pipeline.retry_initial_seconds, pipeline.retry_max_seconds
+                )
+                if isinstance(exc, Retryable) and exc.retry_after:
+                    delay = max(delay, exc.retry_after)
+                self.store.mark_delivery(
+                    row.id,
+                    name,
+                    attempts=attempts,
+                    error=str(exc),
+                    next_attempt_at=time.time() + delay,
+                )
+                log.warning(
+                    "sink_retry_scheduled",
+                    sink=name,
+                    attempt=attempts,
+                    retry_in_s=round(delay, 2),
+                    error=str(exc),
+                )
+            else:
+                self.store.mark_delivery(
+                    row.id, name, state="failed", attempts=attempts, error=str(exc)
+                )
+                log.error("sink_failed", sink=name, attempt=attempts, error=str(exc))
+            return
+        self.store.mark_delivery(
+            row.id,
+            name,
+            state="done",
+            attempts=attempts,
+            error=None,
+            detail=json.dumps(receipt.detail, default=str),
+        )
+        log.info(
+            "sink_delivered",
+            sink=name,
+            **{k: v for k, v in receipt.detail.items() if isinstance(v, str | int | float)},
+        )
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

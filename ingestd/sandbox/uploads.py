@@ -1,0 +1,108 @@
+"""Reading upload bodies without holding them, and recognising what the bytes are.
+
+Tests push hundreds of megabytes through the sandbox, so a body is only ever seen one chunk
+at a time: hashed, counted, and its first bytes kept for the format check that decides
+whether the job will fail (a body that is not the declared media fails, as on the real API).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK_BYTES = 1 << 20
+HEAD_BYTES = 64
+
+AUDIO_TYPES = {
+    "audio/wav": ("wav",),
+    "audio/wave": ("wav",),
+    "audio/mpeg": ("mp3",),
+    "audio/mp3": ("mp3",),
+}
+"""The four audio Content-Types the API validates, and the formats each one admits."""
+DETECTED_AUDIO = ("wav", "mp3", "mp4", "ogg", "flac")
+"""What audio routes accept when no Content-Type says what to expect (auto-detection)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What is kept of an upload: never the bytes themselves."""
+
+    size: int
+    sha256: str
+    head: bytes
+
+
+class Truncated(Exception):
+    """The client stopped sending before Content-Length bytes arrived."""
+
+
+def read_streaming(stream: BinaryIO, length: int, chunk_bytes: int = CHUNK_BYTES) -> Digest:
+    """Consume exactly `length` bytes from `stream`, hashing as it goes.
+
+    Raises Truncated on end of stream or a socket error before `length` bytes.
+    """
+    digest = hashlib.sha256()
+    head = b""
+    got = 0
+    while got < length:
+        try:
+            chunk = stream.read(min(chunk_bytes, length - got))
+        except OSError as exc:  # timeouts and resets alike
+            raise Truncated(f"read failed after {got} bytes: {exc}") from exc
+        if not chunk:
+            raise Truncated(f"body ended after {got} of {length} bytes")
+        if len(head) < HEAD_BYTES:
+            head += chunk[: HEAD_BYTES - len(head)]
+        digest.update(chunk)
+        got += len(chunk)
+    return Digest(size=got, sha256=digest.hexdigest(), head=head)
+
+
+def discard(stream: BinaryIO, length: int) -> bool:
+    """Read and drop `length` bytes so the connection can serve its next request."""
+    left = length
+    try:
+        while left > 0:
+            chunk = stream.read(min(CHUNK_BYTES, left))
+            if not chunk:
+                return False
+            left -= len(chunk)
+    except OSError:
+        return False
+    return True
+
+
+def detect_format(head: bytes) -> str | None:
+    """The container named by the magic bytes at the start of a file, or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mp3"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"fLaC":
+        return "flac"
+    return None
+
+
+def expected_formats(route: str, content_type: str | None) -> tuple[str, ...]:
+    """Formats a file route accepts for the Content-Type it was sent with."""
+    if route == "video":
+        return ("mp4",)
+    if content_type:
+        return AUDIO_TYPES.get(content_type, ())
+    return DETECTED_AUDIO
+
+
+def media_problem(route: str, content_type: str | None, head: bytes) -> str | None:
+    """Why the job for this upload must fail, or None when the bytes look right."""
+    found = detect_format(head)
+    allowed = expected_formats(route, content_type)
+    if found in allowed:
+        return None
+    declared = content_type or "audio (auto-detected)"
+    return f"body is {found or 'not recognisable media'}, expected {declared}"

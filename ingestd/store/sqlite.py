@@ -1,0 +1,466 @@
+"""The SQLite state store: WAL, synchronous=FULL, one commit per state change.
+
+Every method that changes something commits before returning, so the caller's next side
+effect (an upload, a sink write) happens only once the change is on disk. Used from the
+event-loop thread only; each call is a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ingestd.errors import StoreError
+from ingestd.lifecycle import PIPELINE, State, check_transition
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """One row of the recordings table, JSON columns decoded."""
+
+    id: int
+    watch: str
+    watch_root: str
+    relpath: str
+    size_bytes: int
+    mtime: float
+    sha256: str
+    state: State
+    failed_from: str | None
+    error: str | None
+    attempts: int
+    next_attempt_at: float
+    duplicate_of: int | None
+    conversation_key: str | None
+    sort_key: str
+    media: dict[str, Any] | None
+    upload_path: str | None
+    upload_media: dict[str, Any] | None
+    upload_size_bytes: int | None
+    endpoint: dict[str, Any] | None
+    params: dict[str, Any] | None
+    name: str | None
+    upload_started_at: float | None
+    conversation_id: str | None
+    job_id: str | None
+    insights_path: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def path(self) -> Path:
+        return Path(self.watch_root) / self.relpath
+
+
+_JSON_COLUMNS = {"media", "upload_media", "endpoint", "params"}
+_COLUMNS = [f.name for f in fields(RecordingRow)]
+_WRITABLE = set(_COLUMNS) - {"id", "created_at", "updated_at", "state"}
+
+
+def _row(raw: sqlite3.Row) -> RecordingRow:
+    values = dict(raw)
+    for column in _JSON_COLUMNS:
+        if values[column] is not None:
+            values[column] = json.loads(values[column])
+    values["state"] = State(values["state"])
+    return RecordingRow(**values)
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in _JSON_COLUMNS and value is not None:
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+class Store:
+    """Recordings, the conversation mapping, events and the per-sink delivery outbox."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"cannot open the state database {path}: {exc}; check the path, its "
+                f"permissions and free disk space"
+            ) from None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer ingestd (schema {version}); upgrade ingestd"
+            )
+        if version < SCHEMA_VERSION:
+            script = resources.files("ingestd.store").joinpath("schema.sql").read_text()
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
+            )
+
+    def _tx(self) -> Any:
+        return _Transaction(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"state database {self.path}: {exc}") from None
+
+    # -- recordings ----------------------------------------------------------------------
+
+    def get(self, recording_id: int) -> RecordingRow:
+        rows = self._query("SELECT * FROM recordings WHERE id = ?", (recording_id,))
+        if not rows:
+            raise KeyError(recording_id)
+        return _row(rows[0])
+
+    def insert(
+        self,
+        *,
+        watch: str,
+        watch_root: str,
+        relpath: str,
+        size_bytes: int,
+        mtime: float,
+        sha256: str,
+        state: State = State.DISCOVERED,
+        duplicate_of: int | None = None,
+        sort_key: str = "",
+    ) -> RecordingRow:
+        """Record a settled file; committed before anything is done with it."""
+        now = time.time()
+        with self._tx():
+            cursor = self._conn.execute(
+                "INSERT INTO recordings (watch, watch_root, relpath, size_bytes, mtime, sha256,"
+                " state, duplicate_of, sort_key, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    watch,
+                    watch_root,
+                    relpath,
+                    size_bytes,
+                    mtime,
+                    sha256,
+                    str(state),
+                    duplicate_of,
+                    sort_key,
+                    now,
+                    now,
+                ),
+            )
+            recording_id = cursor.lastrowid
+            self._conn.execute(
+                "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, NULL, ?, ?)",
+                (recording_id, now, str(state), json.dumps({"duplicate_of": duplicate_of})),
+            )
+        return self.get(int(recording_id))  # type: ignore[arg-type]
+
+    def latest_for_path(self, watch: str, relpath: str) -> RecordingRow | None:
+        rows = self._query(
+            "SELECT * FROM recordings WHERE watch = ? AND relpath = ? ORDER BY id DESC LIMIT 1",
+            (watch, relpath),
+        )
+        return _row(rows[0]) if rows else None
+
+    def known_files(self, watch: str) -> dict[str, tuple[int, float]]:
+        """relpath -> (size, mtime) of the latest version of each file, for fast rescans."""
+        rows = self._conn.execute(
+            "SELECT relpath, size_bytes, mtime FROM recordings WHERE watch = ? ORDER BY id",
+            (watch,),
+        )
+        return {relpath: (size, mtime) for relpath, size, mtime in rows}
+
+    def original_of(self, size_bytes: int, sha256: str) -> RecordingRow | None:
+        """The first non-duplicate recording with this fingerprint."""
+        rows = self._query(
+            "SELECT * FROM recordings WHERE sha256 = ? AND size_bytes = ? AND state != ?"
+            " ORDER BY id LIMIT 1",
+            (sha256, size_bytes, str(State.DUPLICATE)),
+        )
+        return _row(rows[0]) if rows else None
+
+    def transition(
+        self,
+        recording_id: int,
+        new: State,
+        *,
+        facts: dict[str, Any] | None = None,
+        mapping: tuple[str, str, str | None] | None = None,
+        deliveries: Iterable[str] = (),
+        **columns: Any,
+    ) -> RecordingRow:
+        """Move a recording to `new`, checked against the lifecycle table, in one commit.
+
+        Args:
+            facts: recorded in the event history (and logged by the caller).
+            mapping: (key, conversation_id, name) to persist in the same commit.
+            deliveries: sink names whose outbox entries start pending in the same commit.
+            columns: recording columns to set; attempts and error reset unless given.
+        """
+        unknown = set(columns) - _WRITABLE
+        if unknown:
+            raise ValueError(f"not writable: {sorted(unknown)}")
+        now = time.time()
+        with self._tx():
+            old = State(
+                self._conn.execute(
+                    "SELECT state FROM recordings WHERE id = ?", (recording_id,)
+                ).fetchone()[0]
+            )
+            check_transition(old, new)
+            columns.setdefault("attempts", 0)
+            columns.setdefault("next_attempt_at", 0)
+            if new is not State.FAILED:
+                columns.setdefault("error", None)
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            values = [_encode(c, v) for c, v in columns.items()]
+            self._conn.execute(
+                f"UPDATE recordings SET state = ?, updated_at = ?, {assignments} WHERE id = ?",
+                [str(new), now, *values, recording_id],
+            )
+            self._conn.execute(
+                "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, ?, ?, ?)",
+                (recording_id, now, str(old), str(new), json.dumps(facts or {}, default=str)),
+            )
+            if mapping:
+                key, conversation_id, name = mapping
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO conversations (key, conversation_id, name, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (key, conversation_id, name, now),
+                )
+            for sink in deliveries:
+                self._conn.execute(
+                    "INSERT INTO deliveries (recording_id, sink, state, updated_at)"
+                    " VALUES (?, ?, 'pending', ?) ON CONFLICT (recording_id, sink) DO UPDATE"
+                    " SET state = 'pending', attempts = 0, next_attempt_at = 0, error = NULL",
+                    (recording_id, sink, now),
+                )
+        return self.get(recording_id)
+
+    def update(self, recording_id: int, **columns: Any) -> RecordingRow:
+        """Change columns without a state change (attempts, back-off, upload start)."""
+        unknown = set(columns) - _WRITABLE
+        if unknown:
+            raise ValueError(f"not writable: {sorted(unknown)}")
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        with self._tx():
+            self._conn.execute(
+                f"UPDATE recordings SET updated_at = ?, {assignments} WHERE id = ?",
+                [time.time(), *(_encode(c, v) for c, v in columns.items()), recording_id],
+            )
+        return self.get(recording_id)
+
+    def runnable(self, now: float, limit: int = 500) -> list[RecordingRow]:
+        """Recordings whose next stage may run now, oldest first."""
+        marks = ",".join("?" * len(PIPELINE))
+        rows = self._query(
+            f"SELECT * FROM recordings WHERE state IN ({marks}) AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?",
+            [*(str(s) for s in PIPELINE), now, limit],
+        )
+        return [_row(r) for r in rows]
+
+    def next_wakeup(self) -> float | None:
+        """The earliest back-off deadline among non-terminal recordings."""
+        marks = ",".join("?" * len(PIPELINE))
+        row = self._conn.execute(
+            f"SELECT MIN(next_attempt_at) FROM recordings WHERE state IN ({marks})",
+            [str(s) for s in PIPELINE],
+        ).fetchone()
+        return row[0]
+
+    def needs_upload_file(self, recording_id: int) -> bool:
+        """True while the recording may still upload (or re-upload) its work file."""
+        row = self._conn.execute(
+            "SELECT state, failed_from FROM recordings WHERE id = ?", (recording_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        state, failed_from = State(row[0]), row[1]
+        return state in PIPELINE or (state is State.FAILED and failed_from is not None)
+
+    def count_states(self, states: Iterable[State]) -> int:
+        states = [str(s) for s in states]
+        marks = ",".join("?" * len(states))
+        return self._conn.execute(
+            f"SELECT COUNT(*) FROM recordings WHERE state IN ({marks})", states
+        ).fetchone()[0]
+
+    def earlier_part_pending(self, row: RecordingRow) -> bool:
+        """True while an earlier part of the same conversation has not been submitted yet."""
+        if not row.conversation_key:
+            return False
+        waiting = (State.DISCOVERED, State.PROBED, State.TRANSCODED, State.QUEUED, State.SUBMITTING)
+        marks = ",".join("?" * len(waiting))
+        found = self._conn.execute(
+            "SELECT 1 FROM recordings WHERE conversation_key = ? AND id != ?"
+            f" AND state IN ({marks}) AND (sort_key < ? OR (sort_key = ? AND id < ?)) LIMIT 1",
+            [
+                row.conversation_key,
+                row.id,
+                *(str(s) for s in waiting),
+                row.sort_key,
+                row.sort_key,
+                row.id,
+            ],
+        ).fetchone()
+        return found is not None
+
+    def parts_of(self, conversation_id: str) -> list[RecordingRow]:
+        """The recordings of a conversation whose jobs completed, in append order."""
+        rows = self._query(
+            "SELECT * FROM recordings WHERE conversation_id = ? AND state IN (?, ?, ?)"
+            " ORDER BY sort_key, id",
+            (conversation_id, str(State.FETCHING), str(State.DELIVERING), str(State.DONE)),
+        )
+        return [_row(r) for r in rows]
+
+    def known_conversation_ids(self) -> set[str]:
+        rows = self._conn.execute(
+            "SELECT conversation_id FROM recordings WHERE conversation_id IS NOT NULL"
+            " UNION SELECT conversation_id FROM conversations"
+        )
+        return {r[0] for r in rows}
+
+    # -- conversation mapping ------------------------------------------------------------
+
+    def recent_keys(self, prefix: str, since_mtime: float) -> list[tuple[str, float]]:
+        """`ingestd.registry.MappingHistory`: keys by prefix, newest file mtime first."""
+        rows = self._conn.execute(
+            "SELECT conversation_key, MAX(mtime) AS latest FROM recordings"
+            " WHERE substr(conversation_key, 1, ?) = ? AND mtime >= ?"
+            " GROUP BY conversation_key ORDER BY latest DESC",
+            (len(prefix), prefix, since_mtime),
+        )
+        return [(key, latest) for key, latest in rows]
+
+    def pin_conversation(self, key: str, conversation_id: str) -> None:
+        """Map a key to an existing conversation (appends go there; nothing is POSTed)."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO conversations (key, conversation_id, name, created_at)"
+                " VALUES (?, ?, NULL, ?)",
+                (key, conversation_id, time.time()),
+            )
+
+    def conversation_for(self, key: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT conversation_id FROM conversations WHERE key = ?", (key,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def set_mapping(self, key: str, conversation_id: str) -> None:
+        """Point a key at a conversation (operator's `ingestd map set`)."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO conversations (key, conversation_id, name, created_at)"
+                " VALUES (?, ?, NULL, ?) ON CONFLICT (key) DO UPDATE"
+                " SET conversation_id = excluded.conversation_id",
+                (key, conversation_id, time.time()),
+            )
+
+    def delete_mapping(self, key: str) -> bool:
+        with self._tx():
+            cursor = self._conn.execute("DELETE FROM conversations WHERE key = ?", (key,))
+        return cursor.rowcount > 0
+
+    def mappings(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM conversations ORDER BY created_at")
+        return [dict(r) for r in rows]
+
+    # -- deliveries ----------------------------------------------------------------------
+
+    def deliveries(self, recording_id: int) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM deliveries WHERE recording_id = ? ORDER BY sink", (recording_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def previous_receipts(self, conversation_id: str) -> dict[str, dict[str, Any]]:
+        """sink -> receipt detail of its latest successful delivery of this conversation."""
+        rows = self._conn.execute(
+            "SELECT d.sink, d.detail FROM deliveries d JOIN recordings r"
+            " ON r.id = d.recording_id WHERE r.conversation_id = ? AND d.state = 'done'"
+            " AND d.detail IS NOT NULL ORDER BY d.updated_at",
+            (conversation_id,),
+        )
+        return {sink: json.loads(detail) for sink, detail in rows}
+
+    def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """sink -> {pending, done, failed: count}, for status and metrics."""
+        counts: dict[str, dict[str, int]] = {}
+        for sink, state, count in self._conn.execute(
+            "SELECT sink, state, COUNT(*) FROM deliveries GROUP BY sink, state"
+        ):
+            counts.setdefault(sink, {"pending": 0, "done": 0, "failed": 0})[state] = count
+        return counts
+
+    def mark_delivery(self, recording_id: int, sink: str, **columns: Any) -> None:
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        with self._tx():
+            self._conn.execute(
+                f"UPDATE deliveries SET updated_at = ?, {assignments}"
+                " WHERE recording_id = ? AND sink = ?",
+                [time.time(), *columns.values(), recording_id, sink],
+            )
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._conn.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state")
+        return {state: count for state, count in rows}
+
+    def latest(self, states: Iterable[State], limit: int = 10) -> list[RecordingRow]:
+        states = [str(s) for s in states]
+        marks = ",".join("?" * len(states))
+        rows = self._query(
+            f"SELECT * FROM recordings WHERE state IN ({marks}) ORDER BY updated_at DESC LIMIT ?",
+            [*states, limit],
+        )
+        return [_row(r) for r in rows]
+
+    def all(self) -> list[RecordingRow]:
+        return [_row(r) for r in self._query("SELECT * FROM recordings ORDER BY id")]
+
+    def events(self, recording_id: int) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT at, old, new, facts FROM events WHERE recording_id = ? ORDER BY id",
+            (recording_id,),
+        )
+        return [{**dict(r), "facts": json.loads(r["facts"] or "{}")} for r in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, so a writer never fails halfway on a busy database."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")

@@ -1,0 +1,102 @@
+"""Running a transcode plan: a killable ffmpeg subprocess with a timeout, in the work dir.
+
+The plan comes from a plugin (`ingestd_transcode_plan`); the core owns the process so a
+codec crash or hang cannot take the daemon down, a timeout or shutdown kills it, and a
+half-written output never survives (it is written under a temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ingestd.errors import Permanent, Retryable
+from ingestd.model import TranscodePlan
+
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+_STDERR_TAIL = 4000
+
+
+def output_path(work_dir: Path, recording_id: int, plan: TranscodePlan) -> Path:
+    return work_dir / "transcode" / f"{recording_id}{plan.suffix}"
+
+
+async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
+    """Run `plan` from `source` into `output`; return `output` once complete.
+
+    Raises Retryable for a full disk or a timeout, Permanent when ffmpeg fails.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f"{output.stem}.partial{output.suffix}")
+    partial.unlink(missing_ok=True)
+    argv = [
+        str(source) if a == "{input}" else str(partial) if a == "{output}" else a for a in plan.argv
+    ]
+    timeout = plan.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # a Ctrl-C to the daemon's terminal does not reach ffmpeg
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        _kill(process)
+        await process.wait()
+        partial.unlink(missing_ok=True)
+        raise Retryable(f"ffmpeg timed out after {timeout:.0f} s ({plan.description})") from None
+    except BaseException:  # cancelled at shutdown: never leave ffmpeg running
+        _kill(process)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(process.wait())
+        partial.unlink(missing_ok=True)
+        raise
+    if process.returncode != 0:
+        partial.unlink(missing_ok=True)
+        tail = stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
+        if "No space left on device" in tail:
+            raise Retryable(f"disk full in the work directory {output.parent} while transcoding")
+        last = tail.splitlines()[-1] if tail else f"exit status {process.returncode}"
+        raise Permanent(f"ffmpeg failed ({plan.description}): {last}")
+    try:
+        os.replace(partial, output)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise Retryable(f"disk full in the work directory {output.parent}") from None
+        raise
+    return output
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+
+
+def clean_work_files(work_dir: Path, still_needed: Callable[[int], bool]) -> int:
+    """Delete half-written outputs a crash left, and outputs no recording needs any more.
+
+    Returns how many files were removed.
+    """
+    folder = work_dir / "transcode"
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for leftover in folder.iterdir():
+        stem = leftover.name.split(".", 1)[0]
+        orphan = not stem.isdigit() or not still_needed(int(stem))
+        if ".partial" in leftover.name or orphan:
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def remove_output(work_dir: Path, upload_path: str | None) -> None:
+    """Delete a transcoded copy once its recording is finished (never the original)."""
+    if upload_path and Path(upload_path).parent == work_dir / "transcode":
+        Path(upload_path).unlink(missing_ok=True)

@@ -1,0 +1,156 @@
+"""How the sink connects to each dialect, and what connection trouble means for a recording.
+
+Engines are synchronous (SQLAlchemy Core) and only ever used from `asyncio.to_thread`. The
+pool is small and checks a connection before lending it, so a server restart between
+deliveries costs one reconnect instead of a failed delivery. Timeouts are bounded
+everywhere, so a stuck server turns into a retry rather than a hung delivery.
+
+SQLite gets ``BEGIN IMMEDIATE`` for every transaction (SQLAlchemy's recipe for pysqlite):
+a delivery takes the file's write lock before it reads, so two writers queue on the busy
+timeout instead of failing to upgrade a read lock, and DDL becomes transactional.
+
+Failures map to the core's errors (`failure`): what waiting can fix (refused connections,
+timeouts, deadlocks, a locked file, any ``OperationalError``) is `Retryable`; what it cannot
+(a missing column, a value the schema refuses) is `Permanent`. Messages name the database
+by its display URL and never contain the password.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from ingestd.errors import Permanent, RecordingError, Retryable
+from ingestd_database.options import DatabaseOptions
+
+CONNECT_TIMEOUT_SECONDS = 10
+POOL_TIMEOUT_SECONDS = 30
+LOCK_TIMEOUT_SECONDS = 30
+"""Waits for a row lock held by another writer (and SQLite's busy timeout)."""
+
+POOL_RECYCLE_SECONDS = 1800
+"""Below MySQL's usual ``wait_timeout``, after which the server drops idle connections."""
+
+_SCHEMA_TROUBLE = ("no such table", "no such column", "has no column named")
+"""SQLite reports these as OperationalError, though waiting will not fix them."""
+
+_MYSQL_SCHEMA_CODES = {1054, 1146}
+"""Unknown column, unknown table: PyMySQL raises OperationalError for the first."""
+
+
+def make_engine(options: DatabaseOptions) -> Engine:
+    """A pooled engine for `options.url`; nothing connects until the first delivery."""
+    dialect = options.dialect
+    connect_args: dict[str, Any]
+    if dialect == "sqlite":
+        connect_args = {"timeout": LOCK_TIMEOUT_SECONDS}
+    elif dialect == "postgresql":
+        connect_args = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": "ingestd",
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_SECONDS * 1000}",
+        }
+    else:
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "charset": "utf8mb4"}
+    engine = create_engine(
+        options.url,
+        connect_args=connect_args,
+        pool_size=options.pool_size,
+        max_overflow=0,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+    )
+    if dialect == "sqlite":
+        _sqlite_transactions(engine)
+    elif dialect == "mysql":
+        _mysql_session(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _mysql_session(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}")
+        # Strict mode: a value that does not fit is an error, never silently truncated.
+        cursor.execute(
+            "SET SESSION sql_mode = TRIM(BOTH ',' FROM CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES'))"
+        )
+        cursor.close()
+
+
+def failure(exc: BaseException, *, sink: str, options: DatabaseOptions) -> RecordingError:
+    """The core's error for `exc`, raised while sink `sink` talked to its database."""
+    where = f"database sink {sink!r} ({options.display_url})"
+    reason = _reason(exc, options)
+    if isinstance(exc, OSError):
+        return Retryable(f"{where}: {reason}; will retry")
+    if isinstance(exc, PoolTimeout):
+        return Retryable(f"{where}: every connection is busy ({reason}); will retry")
+    if isinstance(exc, DisconnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return Retryable(f"{where}: the connection was lost ({reason}); will retry")
+    if isinstance(exc, OperationalError) and not _schema_trouble(exc):
+        return Retryable(f"{where} is unavailable or busy: {reason}; will retry")
+    if isinstance(exc, InterfaceError | InternalError):
+        return Retryable(f"{where}: {reason}; will retry")
+    if isinstance(exc, SQLAlchemyError):
+        return Permanent(f"{where} refused the data: {reason}")
+    return Permanent(f"{where}: {reason}")
+
+
+def _schema_trouble(exc: OperationalError) -> bool:
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    if isinstance(code, int) and code in _MYSQL_SCHEMA_CODES:
+        return True
+    message = str(exc.orig).lower()
+    return any(marker in message for marker in _SCHEMA_TROUBLE)
+
+
+def _reason(exc: BaseException, options: DatabaseOptions) -> str:
+    """The driver's own words in one line, without the SQL and without the password."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    if isinstance(cause, OSError) and cause.strerror:
+        text = f"{cause.strerror} ({getattr(cause, 'filename', None) or ''})".replace(" ()", "")
+    else:
+        text = str(cause) or type(cause).__name__
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    password = options.url.password
+    if password and len(str(password)) >= 4:
+        text = text.replace(str(password), "***")
+    return text[:500]
+
+
+def sqlite_folder(options: DatabaseOptions) -> str | None:
+    """The folder a SQLite database file lives in (created before first use)."""
+    if options.dialect != "sqlite" or not options.url.database:
+        return None
+    return os.path.dirname(options.url.database)

@@ -1,0 +1,119 @@
+"""Is the whole file there? Truncated files are rejected, not transcoded.
+
+A file counts as truncated when its own header or index promises more media than its bytes
+hold: a wav whose ``data`` chunk is longer than the file, an mp3 whose Xing/Info frame count
+or a flac whose STREAMINFO reaches past the last packet, an mp4 whose index points past the
+end (or whose index, written last, is missing entirely: ffprobe then fails with "moov atom
+not found", handled in `probe`).
+
+Why reject rather than transcode what is there: the folder has settled, so waiting will not
+complete the file; uploading it would bill for and deliver a transcript silently missing its
+end; and the complete file, arriving later with another content hash, would become a
+second conversation. Rejection says so and tells the user to replace the file. Formats that
+promise no length (ogg, adts aac, amr, mp3 without an Info frame, where ffprobe says it is
+"estimating duration from bitrate") cut short are indistinguishable from a shorter
+recording, and are processed as such: their transcoded output is a valid, shorter file.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from ingestd.errors import Rejected
+from ingestd.model import Media
+
+from .runner import run_ffprobe
+
+TAIL_SECONDS = 5.0
+"""How far before the promised end the packet check starts reading."""
+
+_WAV_HEADER_BYTES = 64 * 1024
+_PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)  # streamed wavs: the writer never knew the length
+
+
+def check_complete(path: Path, relpath: str, media: Media) -> None:
+    """Raise `Rejected` when `path` holds less media than its header promises."""
+    if "wav" in media.container.split(","):
+        _check_wav(path, relpath)
+    if media.duration_seconds:
+        _check_tail(path, relpath, media.duration_seconds)
+
+
+def wav_promise(path: Path) -> tuple[int, int, int] | None:
+    """``(data_offset, data_bytes, byte_rate)`` from a RIFF/WAVE header, or None when the
+    header promises no length (RF64, placeholder sizes) or cannot be read."""
+    with open(path, "rb") as file:
+        header = file.read(_WAV_HEADER_BYTES)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return None
+    offset, byte_rate = 12, 0
+    while offset + 8 <= len(header):
+        chunk_id = header[offset : offset + 4]
+        (size,) = struct.unpack_from("<I", header, offset + 4)
+        if chunk_id == b"fmt " and offset + 20 <= len(header):
+            byte_rate = struct.unpack_from("<I", header, offset + 16)[0]
+        elif chunk_id == b"data":
+            if size in _PLACEHOLDER_SIZES or not byte_rate:
+                return None
+            return offset + 8, size, byte_rate
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
+
+def _check_wav(path: Path, relpath: str) -> None:
+    promise = wav_promise(path)
+    if promise is None:
+        return
+    data_offset, data_bytes, byte_rate = promise
+    present = max(0, path.stat().st_size - data_offset)
+    if present + byte_rate // 10 < data_bytes:  # more than 0.1 s missing
+        raise Rejected(
+            f"{relpath} looks truncated: its wav header promises {data_bytes / byte_rate:.1f} s "
+            f"of audio but the file holds {present / byte_rate:.1f} s (an interrupted copy?); "
+            f"replace it with the complete file to retry"
+        )
+
+
+def _check_tail(path: Path, relpath: str, duration: float) -> None:
+    """Read (without decoding) the packets of the last seconds; they must reach the end."""
+    start = max(0.0, duration - TAIL_SECONDS)
+    completed = run_ffprobe(
+        [
+            "-v", "info",  # info level: the "Estimating duration from bitrate" note
+            "-read_intervals", f"{start:.3f}%",
+            "-show_entries", "packet=pts_time,dts_time,duration_time",
+            "-of", "csv=p=0",
+        ],
+        path,
+        relpath,
+    )  # fmt: skip
+    if "Estimating duration from bitrate" in completed.stderr:
+        return  # the duration is a guess, not a promise
+    end = _last_packet_end(completed.stdout)
+    tolerance = min(5.0, 0.5 + 0.02 * duration)
+    if end is None or end < duration - tolerance:
+        found = "no media at all" if end is None else f"media up to {end:.1f} s"
+        raise Rejected(
+            f"{relpath} looks truncated: it promises {duration:.1f} s but reading its last "
+            f"seconds found {found} (an interrupted copy?); "
+            f"replace it with the complete file to retry"
+        )
+
+
+def _last_packet_end(csv: str) -> float | None:
+    end: float | None = None
+    for line in csv.splitlines():
+        pts, dts, length = ([*line.split(","), "", "", ""])[:3]
+        stamp = _number(pts) if _number(pts) is not None else _number(dts)
+        if stamp is not None:
+            packet_end = stamp + (_number(length) or 0.0)
+            end = packet_end if end is None else max(end, packet_end)
+    return end
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

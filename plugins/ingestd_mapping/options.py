@@ -1,0 +1,129 @@
+"""The per-watch ``conversation`` options: which recordings form one conversation, and in
+which order its parts are appended.
+
+::
+
+    conversation:
+      by: ttl                 # none (default) | folder | regex | sidecar | ttl
+      order: mtime            # name (default) | mtime: the order parts are appended in
+      pattern: 'meeting-(?P<key>\\d+)-part\\d+'   # regex: a named group "key"
+      match: name             # regex: name (default) or path, what the pattern searches
+      window_minutes: 20      # ttl: the longest gap between two parts (default 30)
+      group: folder           # ttl: watch (default) | folder | regex, who may share one
+
+The core reads ``order`` itself; this plugin only validates it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ingestd.config import WatchConfig
+from ingestd.errors import ConfigError
+
+STRATEGIES = ("none", "folder", "regex", "sidecar", "ttl")
+ORDERS = ("name", "mtime")
+MATCH_TARGETS = ("name", "path")
+TTL_GROUPS = ("watch", "folder", "regex")
+KEYS = ("by", "order", "pattern", "match", "window_minutes", "group")
+DEFAULT_WINDOW_MINUTES = 30.0
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    """A watch's validated ``conversation`` section."""
+
+    by: str = "none"
+    order: str = "name"
+    pattern: re.Pattern[str] | None = None
+    match: str = "name"
+    window_minutes: float = DEFAULT_WINDOW_MINUTES
+    group: str = "watch"
+
+    @property
+    def uses_pattern(self) -> bool:
+        return self.by == "regex" or (self.by == "ttl" and self.group == "regex")
+
+
+def parse_options(watch: WatchConfig) -> MappingOptions:
+    """Validate ``watch.conversation``; raise `ConfigError` listing every bad key.
+
+    Each problem names its key as ``watch[<name>].conversation.<key>``.
+    """
+    data: Mapping[str, Any] = watch.conversation or {}
+    prefix = f"watch[{watch.name}].conversation"
+    problems: list[str] = []
+
+    def bad(key: str, message: str) -> None:
+        problems.append(f"{prefix}.{key}: {message}")
+
+    for key in data:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
+            bad(str(key), f"unknown key; {hint}")
+
+    by = _choice(data, "by", STRATEGIES, bad)
+    order = _choice(data, "order", ORDERS, bad)
+    match = _choice(data, "match", MATCH_TARGETS, bad)
+    group = _choice(data, "group", TTL_GROUPS, bad)
+
+    window = data.get("window_minutes", DEFAULT_WINDOW_MINUTES)
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, int | float)
+        or not (math.isfinite(window) and window > 0)
+    ):
+        bad("window_minutes", f"expected a number of minutes > 0, got {window!r}")
+        window = DEFAULT_WINDOW_MINUTES
+
+    uses_pattern = MappingOptions(by=by, group=group).uses_pattern
+    pattern = _pattern(data.get("pattern"), uses_pattern, bad)
+    for key, used in (
+        ("match", uses_pattern),
+        ("window_minutes", by == "ttl"),
+        ("group", by == "ttl"),
+    ):
+        if key in data and not used:
+            when = "by: ttl" if key != "match" else "by: regex (or by: ttl with group: regex)"
+            bad(key, f"only used with {when}, but by is {by!r}")
+    if problems:
+        raise ConfigError(problems)
+    return MappingOptions(
+        by=by, order=order, pattern=pattern, match=match, window_minutes=float(window), group=group
+    )
+
+
+def _choice(data: Mapping[str, Any], key: str, choices: tuple[str, ...], bad: Any) -> str:
+    value = data.get(key, choices[0])
+    if value not in choices:
+        bad(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return choices[0]
+    return str(value)
+
+
+def _pattern(raw: Any, used: bool, bad: Any) -> re.Pattern[str] | None:
+    if raw is None:
+        if used:
+            bad("pattern", "missing: a regular expression with a group (?P<key>...) is needed")
+        return None
+    if not used:
+        bad("pattern", "only used with by: regex (or by: ttl with group: regex)")
+        return None
+    if not isinstance(raw, str):
+        bad("pattern", f"expected a regular expression, got {raw!r}")
+        return None
+    try:
+        pattern = re.compile(raw)
+    except re.error as exc:
+        bad("pattern", f"not a valid regular expression ({exc})")
+        return None
+    if "key" not in pattern.groupindex:
+        bad("pattern", "expected a named group (?P<key>...) for the conversation key")
+        return None
+    return pattern

@@ -1,0 +1,86 @@
+"""A recording's parameters: merged from the configuration and its sidecar, completed with
+the defaults a user would expect, and checked before anything is sent.
+
+Merge order, later wins: the config's top-level ``parameters`` (already folded into each
+watch), the watch's ``parameters``, the sidecar's ``parameters``; then, for keys nobody set:
+
+- ``name``: the file name without its suffix (``call-0412`` for ``call-0412.m4a``);
+- ``mode: phone`` when the sound is sampled at 8 kHz or less (a telephone call);
+- ``channelMetadata`` from ``endpoint.speakers``, with per-channel recognition, when the
+  recording has at least two channels and nothing asked for diarization or turned
+  per-channel recognition off;
+- ``enableSeparateRecognitionPerChannel: true`` whenever ``channelMetadata`` is given.
+
+Plugins that implement `ingestd_set_parameters` run after this and have the last word.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from ingestd.errors import Permanent
+from ingestd.logging import get_logger
+from ingestd.model import Media, Params, Recording
+
+from . import sidecar as sidecars
+from .options import EndpointOptions
+from .parameters import PER_CHANNEL, problems
+
+log = get_logger()
+
+PHONE_MAX_SAMPLE_RATE_HZ = 8000
+"""Sound sampled at this rate or lower is a telephone call: ``mode: phone``."""
+
+
+def fill(recording: Recording, media: Media, options: EndpointOptions, params: Params) -> list[str]:
+    """Merge and complete `params` in place; return the keys set by default.
+
+    Raises:
+        Rejected: the sidecar is unusable or its parameters are invalid (the user fixes it).
+        Permanent: the merged parameters are invalid without a sidecar to blame.
+    """
+    sidecar = sidecars.read(recording.path, recording.relpath)
+    explicit: dict[str, Any] = {**recording.watch.parameters, **sidecar.parameters}
+    params.update(explicit)
+    defaulted = _defaults(recording, media, options, params, explicit)
+    lines = problems(params)
+    if lines and sidecar.path is not None:
+        raise sidecar.fail("; ".join(f"parameters.{line}" for line in lines))
+    if lines:
+        raise Permanent(f"{recording.relpath}: invalid parameters: {'; '.join(lines)}")
+    log.debug("parameters_merged", sidecar=sidecar.display or None, defaulted=defaulted)
+    return defaulted
+
+
+def _defaults(
+    recording: Recording,
+    media: Media,
+    options: EndpointOptions,
+    params: Params,
+    explicit: dict[str, Any],
+) -> list[str]:
+    defaulted = []
+
+    def default(key: str, value: Any) -> None:
+        if key not in explicit and key not in params:
+            params[key] = value
+            defaulted.append(key)
+
+    default("name", PurePosixPath(recording.relpath).stem)
+    if 0 < media.sample_rate_hz <= PHONE_MAX_SAMPLE_RATE_HZ:
+        default("mode", "phone")
+    wants_speakers = (
+        options.speakers
+        and media.channels >= 2
+        and "channelMetadata" not in explicit
+        and explicit.get(PER_CHANNEL) is not False
+        and explicit.get("enableSpeakerDiarization") is not True
+    )
+    if wants_speakers:
+        metadata = options.channel_metadata(media.channels)
+        if metadata:
+            default("channelMetadata", metadata)
+    if "channelMetadata" in params:
+        default(PER_CHANNEL, True)
+    return defaulted

@@ -1,0 +1,52 @@
+"""Request bodies that stream: a file read from disk chunk by chunk, or a small JSON payload.
+
+Each body reports, through `Sent`, whether it was handed over *completely*. That is what
+tells a harmless failure (the body was cut short: the API cannot have accepted it, so the
+upload is simply retried) from an ambiguous one (everything was sent and the answer was
+lost: the conversation may exist, so the core reconciles before sending it again).
+
+A file body is made afresh for every attempt, so a retry reopens the file from the start;
+it reads 1 MiB at a time in a worker thread, keeping memory flat and the event loop free,
+and refuses to finish when the file's size changed under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+from ingestd.errors import Retryable
+
+CHUNK_BYTES = 1 << 20
+
+
+class Sent:
+    """Whether an attempt's whole body has been handed to the connection."""
+
+    complete = False
+
+
+async def file_body(path: Path, size: int, sent: Sent) -> AsyncGenerator[bytes, None]:
+    """The file's `size` bytes in chunks; raises Retryable if the file changes meanwhile."""
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size != size:
+            raise Retryable(f"{path.name} changed size before its upload; it will be re-read")
+        left = size
+        while left > 0:
+            chunk = await asyncio.to_thread(file.read, min(CHUNK_BYTES, left))
+            if not chunk:
+                raise Retryable(f"{path.name} shrank during its upload; it will be re-read")
+            left -= len(chunk)
+            if not left and os.fstat(file.fileno()).st_size != size:
+                # Stop before the last chunk: an incomplete body creates nothing.
+                raise Retryable(f"{path.name} grew during its upload; it will be re-read")
+            yield chunk
+    sent.complete = True
+
+
+async def bytes_body(payload: bytes, sent: Sent) -> AsyncGenerator[bytes, None]:
+    """A small payload (a URL route's JSON) in one piece."""
+    yield payload
+    sent.complete = True

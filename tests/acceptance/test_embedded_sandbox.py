@@ -1,0 +1,44 @@
+"""The demo setup: `symbl.base_url: sandbox` runs the emulator inside the daemon."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from ingestd.testing import drop, wait_for
+
+
+def embedded(env, **sandbox):
+    return env.daemon(symbl={"base_url": "sandbox", "sandbox": {"job_seconds": 0.5, **sandbox}})
+
+
+def test_embedded_sandbox_processes_a_file(ingestd_env, make_media) -> None:
+    """With no account and no separate server, a dropped file still ends with results."""
+    daemon = embedded(ingestd_env).start()
+    daemon.wait_ready()
+    drop(make_media("hello.wav"), ingestd_env.inbox)
+    ingestd_env.wait_states({"hello.wav": "done"})
+    assert list(ingestd_env.results.rglob("transcript.md"))
+    assert daemon.stop() == 0
+
+
+def test_restart_forgets_jobs_and_retry_resubmits(ingestd_env, make_media) -> None:
+    """A job lost with an embedded sandbox's memory fails visibly; `ingestd retry` fixes it."""
+    daemon = embedded(ingestd_env, job_seconds=30).start()
+    daemon.wait_ready()
+    drop(make_media("slow.wav"), ingestd_env.inbox)
+    ingestd_env.wait_states({"slow.wav": "submitted"})
+    daemon.kill()
+    restarted = embedded(ingestd_env).start()
+    ingestd_env.wait_states({"slow.wav": "failed"})
+    row = ingestd_env.rows()[0]
+    assert "does not know job" in row["error"] and "ingestd retry" in row["error"]
+    subprocess.run(
+        [sys.executable, "-m", "ingestd.cli", "retry", "--config", str(ingestd_env.config_path)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    ingestd_env.wait_states({"slow.wav": "done"})
+    wait_for(lambda: list(ingestd_env.results.rglob("insights.json")), 10, "results")
+    assert restarted.stop() == 0

@@ -1,0 +1,175 @@
+"""Conversation mapping end to end: every strategy with the real daemon and the sandbox, and
+a restart of the daemon between the parts of a conversation."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ingestd.testing import IngestdEnv, drop
+
+MINUTE = 60.0
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def created(sandbox: Any) -> dict[str, dict[str, Any]]:
+    """Created submissions keyed by the sha256 of their bytes."""
+    return {s["sha256"]: s for s in sandbox.submissions() if s["outcome"] == "created"}
+
+
+def restart(env: IngestdEnv, daemon: Any) -> Any:
+    """Stop the daemon cleanly and start a new one on the same state."""
+    assert daemon.stop() == 0
+    again = env.daemon().start()
+    again.wait_ready()
+    return again
+
+
+def first(env: IngestdEnv, **watch: Any) -> Any:
+    daemon = env.daemon(watch={"patterns": ["*.wav"], **watch}).start()
+    daemon.wait_ready()
+    return daemon
+
+
+def staged(make_media: Any, name: str, mtime: float | None = None) -> tuple[Path, str]:
+    """A one-second wav in staging (with the given mtime), and its hash."""
+    path = make_media(name, seconds=1)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path, sha256(path)
+
+
+class TestFolder:
+    def test_sub_folder_parts_append_across_a_restart(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Part 2 of a sub-folder dropped after a restart is PUT into part 1's conversation."""
+        daemon = first(ingestd_env, conversation={"by": "folder"})
+        part1, h1 = staged(make_media, "part1.wav")
+        loose, h_loose = staged(make_media, "loose.wav")
+        drop(part1, ingestd_env.inbox / "meeting-42")
+        drop(loose, ingestd_env.inbox)
+        ingestd_env.wait_states({"meeting-42/part1.wav": "done", "loose.wav": "done"})
+        daemon = restart(ingestd_env, daemon)
+        part2, h2 = staged(make_media, "part2.wav")
+        drop(part2, ingestd_env.inbox / "meeting-42")
+        ingestd_env.wait_states({"meeting-42/part2.wav": "done"})
+        daemon.stop()
+
+        subs = created(sandbox)
+        assert (subs[h1]["method"], subs[h2]["method"]) == ("POST", "PUT")
+        assert subs[h2]["conversationId"] == subs[h1]["conversationId"]
+        assert subs[h_loose]["method"] == "POST", "a file in the watch's own folder is its own"
+        assert subs[h_loose]["conversationId"] != subs[h1]["conversationId"]
+
+
+class TestRegex:
+    def test_named_group_joins_parts_across_a_restart(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Files whose names share the key group form one conversation, even after a restart."""
+        daemon = first(
+            ingestd_env,
+            conversation={"by": "regex", "pattern": r"meeting-(?P<key>\d+)-part\d+"},
+        )
+        m7p1, h7p1 = staged(make_media, "meeting-7-part1.wav")
+        m8p1, h8p1 = staged(make_media, "meeting-8-part1.wav")
+        drop(m7p1, ingestd_env.inbox)
+        drop(m8p1, ingestd_env.inbox)
+        ingestd_env.wait_states({"meeting-7-part1.wav": "done", "meeting-8-part1.wav": "done"})
+        daemon = restart(ingestd_env, daemon)
+        m7p2, h7p2 = staged(make_media, "meeting-7-part2.wav")
+        notes, h_notes = staged(make_media, "notes.wav")
+        drop(m7p2, ingestd_env.inbox / "later")  # the name decides, not the folder
+        drop(notes, ingestd_env.inbox)
+        ingestd_env.wait_states({"later/meeting-7-part2.wav": "done", "notes.wav": "done"})
+        daemon.stop()
+
+        subs = created(sandbox)
+        assert subs[h7p2]["method"] == "PUT"
+        assert subs[h7p2]["conversationId"] == subs[h7p1]["conversationId"]
+        assert subs[h8p1]["conversationId"] != subs[h7p1]["conversationId"]
+        assert subs[h_notes]["method"] == "POST", "no match: a conversation of its own"
+
+
+class TestSidecar:
+    def test_sidecar_key_and_conversation_id_across_a_restart(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Sidecar keys group files after a restart; a conversationId appends to that one."""
+        inbox = ingestd_env.inbox
+        daemon = first(ingestd_env, conversation={"by": "sidecar"})
+        a, h_a = staged(make_media, "a.wav")
+        (inbox / "a.ingestd.yaml").write_text("conversation: {key: weekly-sync}\n")
+        drop(a, inbox)
+        ingestd_env.wait_states({"a.wav": "done"})
+        conversation_id = created(sandbox)[h_a]["conversationId"]
+        daemon = restart(ingestd_env, daemon)
+        b, h_b = staged(make_media, "b.wav")
+        c, h_c = staged(make_media, "c.wav")
+        plain, h_plain = staged(make_media, "plain.wav")
+        (inbox / "b.ingestd.json").write_text('{"conversation": {"key": "weekly-sync"}}')
+        (inbox / "c.ingestd.yaml").write_text(
+            f'conversation: {{conversationId: "{conversation_id}"}}'
+        )
+        for path in (b, c, plain):
+            drop(path, inbox)
+        ingestd_env.wait_states({"b.wav": "done", "c.wav": "done", "plain.wav": "done"})
+        daemon.stop()
+
+        subs = created(sandbox)
+        for digest in (h_b, h_c):
+            assert (subs[digest]["method"], subs[digest]["conversationId"]) == (
+                "PUT",
+                conversation_id,
+            )
+        assert subs[h_plain]["method"] == "POST", "without a sidecar: its own conversation"
+        part_order = [
+            s["sha256"]
+            for s in sorted(subs.values(), key=lambda s: s["seq"])
+            if s["conversationId"] == conversation_id
+        ]
+        assert part_order[0] == h_a and set(part_order[1:]) == {h_b, h_c}
+
+
+class TestTtl:
+    def test_time_window_and_mtime_order_across_a_restart(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Files within the window of each other share a conversation, appended by mtime."""
+        now = time.time()
+        daemon = first(
+            ingestd_env,
+            conversation={"by": "ttl", "window_minutes": 10, "order": "mtime"},
+        )
+        early, h_early = staged(make_media, "z-early.wav", now - 60 * MINUTE)
+        drop(early, ingestd_env.inbox)
+        ingestd_env.wait_states({"z-early.wav": "done"})
+        daemon = restart(ingestd_env, daemon)
+        # named against their mtime order; dropped together, after the restart
+        files = {
+            "c.wav": now - 52 * MINUTE,  # 8 min after z-early: joins it
+            "b.wav": now - 45 * MINUTE,  # 7 min after c: joins too
+            "a.wav": now - 20 * MINUTE,  # 25 min after b: a new conversation
+        }
+        hashes = {}
+        for name, mtime in files.items():
+            path, hashes[name] = staged(make_media, name, mtime)
+            drop(path, ingestd_env.inbox)
+        ingestd_env.wait_states({name: "done" for name in files})
+        daemon.stop()
+
+        subs = created(sandbox)
+        first_conversation = subs[h_early]["conversationId"]
+        joined = sorted((subs[hashes[n]] for n in ("c.wav", "b.wav")), key=lambda s: s["seq"])
+        assert [s["sha256"] for s in joined] == [hashes["c.wav"], hashes["b.wav"]], "mtime order"
+        assert all(s["method"] == "PUT" for s in joined)
+        assert {s["conversationId"] for s in joined} == {first_conversation}
+        assert subs[hashes["a.wav"]]["method"] == "POST"
+        assert subs[hashes["a.wav"]]["conversationId"] != first_conversation

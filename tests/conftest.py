@@ -1,0 +1,1 @@
+"""Shared test configuration. The fixtures themselves live in ingestd.testing (pytest11)."""

@@ -1,0 +1,212 @@
+"""Waiting for jobs and messages: adaptive polling, transient errors, time limits."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from ingestd.errors import Permanent, Retryable
+from ingestd.model import Endpoint, EndpointKind, JobStatus, Params, Submission, Upload
+from ingestd.sandbox import Sandbox
+from ingestd_symbl.client import SymblClient, poll_delays
+from ingestd_symbl.options import from_mapping
+from tests.symbl.conftest import make_client, requests_of, write_wav
+
+WAV = Endpoint(EndpointKind.AUDIO, content_type="audio/wav")
+
+
+async def submit_one(client: SymblClient, path: Path) -> Submission:
+    return await client.submit(WAV, Upload(path, path.stat().st_size, None), Params(), None)
+
+
+class FakeTime:
+    """A monotonic clock that only moves when the client sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def fake_client(fake: FakeTime, statuses: Callable[[], str], **options: object) -> SymblClient:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/oauth2"):
+            return httpx.Response(200, json={"accessToken": "t", "expiresIn": 86400})
+        return httpx.Response(200, json={"id": "j", "status": statuses()})
+
+    mapping = {"base_url": "https://api.test", "app_id": "a", "app_secret": "b", **options}
+    return SymblClient(
+        from_mapping(mapping),
+        transport=httpx.MockTransport(handler),
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+
+
+class TestSchedule:
+    def test_geometric_and_capped(self) -> None:
+        """Gaps grow ×1.5 from the first one up to the cap."""
+        delays = list(itertools.islice(poll_delays(0.2, 1.0), 7))
+        assert delays == pytest.approx([0.2, 0.3, 0.45, 0.675, 1.0, 1.0, 1.0])
+
+    def test_first_poll_scaled_by_expected_duration(self) -> None:
+        """With an expected duration, the first poll waits a tenth of it (within the bounds)."""
+        fake = FakeTime()
+        answers = iter(["in_progress", "completed"])
+
+        async def scenario(expected: float | None) -> None:
+            client = fake_client(fake, lambda: next(answers))
+            try:
+                assert (
+                    await client.wait_for_job("j", expected_seconds=expected) is JobStatus.COMPLETED
+                )
+            finally:
+                await client.aclose()
+
+        asyncio.run(scenario(30.0))
+        assert fake.sleeps == pytest.approx([3.0, 4.5])
+        fake.sleeps.clear()
+        answers = iter(["completed"])
+        asyncio.run(scenario(3600.0))
+        assert fake.sleeps == [10.0]
+
+    def test_job_timeout_is_retryable(self) -> None:
+        """A job still running after job_timeout_seconds ends the wait with Retryable."""
+        fake = FakeTime()
+
+        async def scenario() -> None:
+            client = fake_client(fake, lambda: "in_progress", job_timeout_seconds=60)
+            try:
+                await client.wait_for_job("j")
+            finally:
+                await client.aclose()
+
+        with pytest.raises(Retryable, match="still in_progress after 60 s"):
+            asyncio.run(scenario())
+        assert fake.now == pytest.approx(60.0)
+        assert max(fake.sleeps) == 10.0  # never more than poll_max_seconds
+        assert len(fake.sleeps) < 20
+
+
+class TestAgainstSandbox:
+    def test_adaptive_polling(self, make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+        """Polls are few compared with a fixed 0.1 s interval, and completion is seen quickly."""
+        sb = make_sandbox(job_seconds=2.0)
+        path = tmp_path / "a.wav"
+        write_wav(path, 1000)
+
+        async def scenario() -> tuple[Submission, JobStatus, float]:
+            client = make_client(sb, poll_initial_seconds=0.1, poll_max_seconds=0.5)
+            try:
+                sub = await submit_one(client, path)
+                status = await client.wait_for_job(sub.job_id)
+                return sub, status, time.time()
+            finally:
+                await client.aclose()
+
+        sub, status, returned_at = asyncio.run(scenario())
+        assert status is JobStatus.COMPLETED
+        job = next(j for j in sb.jobs() if j["id"] == sub.job_id)
+        created, completed = job["history"][0]["at"], job["history"][-1]["at"]
+        polls = requests_of(sb, "job")["200"]
+        fixed_polls = (completed - created) / 0.1
+        assert polls <= 10 and polls < fixed_polls / 2
+        assert returned_at - completed < 0.5 + 0.25
+
+    def test_transient_errors_outlived(self, sb: Sandbox, tmp_path: Path) -> None:
+        """503s and a 401 while polling are retried; the wait still ends in completed."""
+        path = tmp_path / "a.wav"
+        write_wav(path, 1000)
+
+        async def scenario() -> JobStatus:
+            client = make_client(sb)
+            try:
+                sub = await submit_one(client, path)
+                sb.faults.arm({"kind": "status", "status": 503, "times": 2, "route": "job"})
+                sb.faults.arm({"kind": "expire_tokens"})
+                return await client.wait_for_job(sub.job_id)
+            finally:
+                await client.aclose()
+
+        with capture_logs() as logs:
+            assert asyncio.run(scenario()) is JobStatus.COMPLETED
+        answers = requests_of(sb, "job")
+        assert answers["503"] == 2 and answers["401"] == 1
+        assert [e["status"] for e in logs if e["event"] == "api_retry"] == [503, 503]
+
+    def test_polls_survive_exhausted_retries(self, sb: Sandbox, tmp_path: Path) -> None:
+        """Even a poll that used up its retries does not end the wait."""
+        path = tmp_path / "a.wav"
+        write_wav(path, 1000)
+
+        async def scenario() -> JobStatus:
+            client = make_client(sb, max_retries=1)
+            try:
+                sub = await submit_one(client, path)
+                sb.faults.arm({"kind": "status", "status": 500, "times": 3, "route": "job"})
+                return await client.wait_for_job(sub.job_id)
+            finally:
+                await client.aclose()
+
+        with capture_logs() as logs:
+            assert asyncio.run(scenario()) is JobStatus.COMPLETED
+        assert any(e["event"] == "job_poll_failed" for e in logs)
+
+    def test_failed_job(self, sb: Sandbox, tmp_path: Path) -> None:
+        """A job the API fails is returned as FAILED (a body that is not the declared media)."""
+        path = tmp_path / "not-audio.wav"
+        path.write_bytes(b"definitely not a wav file" * 10)
+
+        async def scenario() -> JobStatus:
+            client = make_client(sb)
+            try:
+                sub = await submit_one(client, path)
+                return await client.wait_for_job(sub.job_id)
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(scenario()) is JobStatus.FAILED
+
+    def test_unknown_job_is_permanent(self, sb: Sandbox) -> None:
+        """Polling a job the API does not know is Permanent."""
+
+        async def scenario() -> None:
+            client = make_client(sb)
+            try:
+                await client.wait_for_job("00000000-0000-0000-0000-000000000000")
+            finally:
+                await client.aclose()
+
+        with pytest.raises(Permanent, match="HTTP 404"):
+            asyncio.run(scenario())
+
+    def test_wait_for_messages(self, make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+        """True once the conversation has messages; False when time runs out first."""
+        sb = make_sandbox(job_seconds=0.5)
+        path = tmp_path / "a.wav"
+        write_wav(path, 1000)
+
+        async def scenario() -> tuple[bool, bool]:
+            client = make_client(sb)
+            try:
+                sub = await submit_one(client, path)
+                early = await client.wait_for_messages(sub.conversation_id, timeout_seconds=0.1)
+                later = await client.wait_for_messages(sub.conversation_id, timeout_seconds=5)
+                return early, later
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(scenario()) == (False, True)

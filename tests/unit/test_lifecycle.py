@@ -1,0 +1,59 @@
+"""The state machine: one table, every state has a stage, terminals have no stage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ingestd.configload import parse_config
+from ingestd.lifecycle import PIPELINE, TRANSITIONS, State, TransitionError, check_transition
+from ingestd.pipeline import Pipeline
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+class TestTable:
+    def test_every_state_is_in_the_table(self) -> None:
+        """No state is missing from the transition table."""
+        assert set(TRANSITIONS) == set(State)
+
+    def test_every_pipeline_state_has_a_stage(self) -> None:
+        """The pipeline maps each non-terminal state, and only those, to a stage."""
+        config = parse_config("symbl: {base_url: sandbox}\nwatch: [{path: /tmp/x}]")
+        pipeline = Pipeline(config, None, None, None, {})  # type: ignore[arg-type]
+        assert set(pipeline._stages) == set(PIPELINE)
+
+    def test_terminal_states_have_no_stage(self) -> None:
+        """done, failed, rejected, duplicate run nothing by themselves."""
+        assert {s for s in State if s.is_terminal} == {
+            State.DONE,
+            State.FAILED,
+            State.REJECTED,
+            State.DUPLICATE,
+        }
+
+    def test_duplicate_is_final(self) -> None:
+        """A duplicate never moves again."""
+        assert TRANSITIONS[State.DUPLICATE] == frozenset()
+
+    def test_nothing_returns_to_before_upload_after_submission(self) -> None:
+        """Once submitted, a recording can never be uploaded again by the state machine alone."""
+        for state in (State.SUBMITTED, State.FETCHING, State.DELIVERING, State.DONE):
+            assert State.QUEUED not in TRANSITIONS[state]
+            assert State.SUBMITTING not in TRANSITIONS[state]
+
+    def test_illegal_transition_raises(self) -> None:
+        """The table is enforced."""
+        with pytest.raises(TransitionError):
+            check_transition(State.DISCOVERED, State.DONE)
+        check_transition(State.DISCOVERED, State.PROBED)
+
+
+def test_readme_lists_exactly_the_states() -> None:
+    """The README's state list equals the enum."""
+    text = README.read_text()
+    section = text.split("## Recording states", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^- `([a-z_]+)`", section, re.MULTILINE))
+    assert listed == {str(s) for s in State}

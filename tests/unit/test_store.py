@@ -1,0 +1,138 @@
+"""The SQLite store: durable transitions, ordering gate, mapping, outbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingestd.errors import StoreError
+from ingestd.lifecycle import State, TransitionError
+from ingestd.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "state.db")
+
+
+def add(store: Store, rel: str, key: str | None = None, sha: str | None = None):
+    row = store.insert(
+        watch="w",
+        watch_root="/in",
+        relpath=rel,
+        size_bytes=10,
+        mtime=1.0,
+        sha256=sha or rel,
+        sort_key=rel,
+    )
+    if key:
+        row = store.update(row.id, conversation_key=key)
+    return row
+
+
+class TestTransitions:
+    def test_transition_is_durable_across_connections(self, tmp_path: Path, store: Store) -> None:
+        """A committed transition is visible to a fresh connection (another process)."""
+        row = add(store, "a.wav")
+        store.transition(row.id, State.PROBED, media={"container": "wav"})
+        other = Store(tmp_path / "state.db")
+        assert other.get(row.id).state is State.PROBED
+        assert other.get(row.id).media == {"container": "wav"}
+
+    def test_illegal_transition_changes_nothing(self, store: Store) -> None:
+        """A refused transition leaves the row and its history untouched."""
+        row = add(store, "a.wav")
+        with pytest.raises(TransitionError):
+            store.transition(row.id, State.DONE)
+        assert store.get(row.id).state is State.DISCOVERED
+        assert [e["new"] for e in store.events(row.id)] == ["discovered"]
+
+    def test_history_records_every_change(self, store: Store) -> None:
+        """Each transition appends an event with its facts."""
+        row = add(store, "a.wav")
+        store.transition(row.id, State.PROBED, facts={"kind": "audio"})
+        store.transition(row.id, State.REJECTED, error="bad", facts={"error": "bad"})
+        events = store.events(row.id)
+        assert [(e["old"], e["new"]) for e in events] == [
+            (None, "discovered"),
+            ("discovered", "probed"),
+            ("probed", "rejected"),
+        ]
+        assert events[1]["facts"] == {"kind": "audio"}
+
+    def test_mapping_and_deliveries_commit_with_the_transition(self, store: Store) -> None:
+        """The conversation mapping and outbox rows are written in the same commit."""
+        row = add(store, "a.wav", key="k")
+        for state in (State.PROBED, State.TRANSCODED, State.QUEUED, State.SUBMITTING):
+            store.transition(row.id, state)
+        store.transition(
+            row.id, State.SUBMITTED, conversation_id="c1", job_id="j1", mapping=("k", "c1", "a")
+        )
+        assert store.conversation_for("k") == "c1"
+        store.transition(row.id, State.FETCHING)
+        store.transition(row.id, State.DELIVERING, deliveries=["files", "db"])
+        assert [(d["sink"], d["state"]) for d in store.deliveries(row.id)] == [
+            ("db", "pending"),
+            ("files", "pending"),
+        ]
+
+
+class TestOrderingGate:
+    def test_later_part_waits_for_earlier_part(self, store: Store) -> None:
+        """Part 2 may not be submitted while part 1 of the same key is not yet submitted."""
+        first = add(store, "part1.wav", key="k")
+        second = add(store, "part2.wav", key="k")
+        assert store.earlier_part_pending(store.get(second.id))
+        assert not store.earlier_part_pending(store.get(first.id))
+        for state in (State.PROBED, State.TRANSCODED, State.QUEUED, State.SUBMITTING):
+            store.transition(first.id, state)
+        assert store.earlier_part_pending(store.get(second.id)), "one at a time while submitting"
+        store.transition(first.id, State.SUBMITTED, conversation_id="c", job_id="j")
+        assert not store.earlier_part_pending(store.get(second.id))
+
+    def test_failed_earlier_part_does_not_block(self, store: Store) -> None:
+        """A part that failed does not hold the rest of its conversation hostage."""
+        first = add(store, "part1.wav", key="k")
+        second = add(store, "part2.wav", key="k")
+        store.transition(first.id, State.REJECTED, error="not media")
+        assert not store.earlier_part_pending(store.get(second.id))
+
+    def test_other_keys_do_not_block(self, store: Store) -> None:
+        """Recordings of different conversations never wait for each other."""
+        add(store, "a1.wav", key="a")
+        other = add(store, "b2.wav", key="b")
+        assert not store.earlier_part_pending(store.get(other.id))
+
+
+class TestQueries:
+    def test_runnable_respects_backoff(self, store: Store) -> None:
+        """A recording in back-off is not runnable before its time."""
+        row = add(store, "a.wav")
+        store.update(row.id, next_attempt_at=1000.0)
+        assert store.runnable(999.0) == []
+        assert [r.id for r in store.runnable(1000.0)] == [row.id]
+
+    def test_fingerprint_lookup_ignores_duplicates(self, store: Store) -> None:
+        """The original of a fingerprint is the first non-duplicate recording."""
+        original = add(store, "a.wav", sha="same")
+        store.insert(
+            watch="w",
+            watch_root="/in",
+            relpath="b.wav",
+            size_bytes=10,
+            mtime=1,
+            sha256="same",
+            state=State.DUPLICATE,
+            duplicate_of=original.id,
+        )
+        assert store.original_of(10, "same").id == original.id
+        assert store.original_of(11, "same") is None
+
+
+def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
+    """A corrupt state file fails with a StoreError naming it, not a traceback."""
+    bad = tmp_path / "state.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"state\.db"):
+        Store(bad)
