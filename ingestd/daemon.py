@@ -364,11 +364,12 @@ class Daemon:
     def _dispatch_once(self) -> None:
         limit = int(self.config.symbl.get("max_concurrent_jobs", 5))
         in_flight = self.store.count_states(IN_FLIGHT)
-        for row in self.store.runnable(time.time()):
-            if row.id in self._active:
+        for row_id, state in self.store.runnable(time.time()):
+            if row_id in self._active or (state is State.QUEUED and in_flight >= limit):
                 continue
-            if row.state is State.QUEUED:
-                if in_flight >= limit or self.store.earlier_part_pending(row):
+            row = self.store.get(row_id)
+            if state is State.QUEUED:
+                if self.store.earlier_part_pending(row):
                     continue
                 in_flight += 1
             task = asyncio.create_task(self._drive(row))

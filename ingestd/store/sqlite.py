@@ -270,15 +270,22 @@ class Store:
             )
         return self.get(recording_id)
 
-    def runnable(self, now: float, limit: int = 500) -> list[RecordingRow]:
-        """Recordings whose next stage may run now, oldest first."""
+    def runnable(self, now: float, limit: int = 500) -> list[tuple[int, State]]:
+        """(id, state) of the recordings whose next stage may run now, oldest first.
+
+        Only ids and states: the dispatcher asks on every state change, and most answers are
+        recordings it is already driving or that wait for a job slot, so it loads (`get`)
+        just the ones it starts.
+        """
         marks = ",".join("?" * len(PIPELINE))
-        rows = self._query(
-            f"SELECT * FROM recordings WHERE state IN ({marks}) AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?",
-            [*(str(s) for s in PIPELINE), now, limit],
-        )
-        return [_row(r) for r in rows]
+        return [
+            (i, State(state))
+            for i, state in self._conn.execute(
+                f"SELECT id, state FROM recordings WHERE state IN ({marks})"
+                " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                [*(str(s) for s in PIPELINE), now, limit],
+            )
+        ]
 
     def next_wakeup(self) -> float | None:
         """The earliest back-off deadline among non-terminal recordings."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,18 @@ class TestQueries:
         row = add(store, "a.wav")
         store.update(row.id, next_attempt_at=1000.0)
         assert store.runnable(999.0) == []
-        assert [r.id for r in store.runnable(1000.0)] == [row.id]
+        assert store.runnable(1000.0) == [(row.id, State.DISCOVERED)]
+
+    def test_runnable_lists_ids_and_states_oldest_first(self, store: Store) -> None:
+        """Only what the dispatcher needs to decide: id and state, in arrival order."""
+        first, second = add(store, "a.wav"), add(store, "b.wav")
+        store.transition(second.id, State.PROBED)
+        store.update(first.id, next_attempt_at=time.time() + 60)
+        third = add(store, "c.wav")
+        assert store.runnable(time.time()) == [
+            (second.id, State.PROBED),
+            (third.id, State.DISCOVERED),
+        ]
 
     def test_fingerprint_lookup_ignores_duplicates(self, store: Store) -> None:
         """The original of a fingerprint is the first non-duplicate recording."""
