@@ -1,346 +1,43 @@
-"""The ``ingestd`` command: run, check, status, retry, plugins, sandbox.
+"""The ``ingestd`` entry point (``ingestd ...``, ``python -m ingestd.cli ...``).
 
-User errors print one line (no traceback) and exit with a code from `ExitCode`; a bad
-configuration exits 78 (EX_CONFIG), which the systemd unit lists in
-RestartPreventExitStatus so a broken YAML never crash-loops.
+Stop signals first, everything else after. Python's default SIGTERM action kills the process
+(exit -15), and the daemon installs its own handlers only once its imports, plugins and store
+are ready, about a second after start. systemd (and our contract) expect a SIGTERM to end
+the daemon with exit 0, so before anything heavy is imported, SIGTERM and SIGINT are set to
+exit 0 at once: until the daemon's handlers replace them nothing has been started, and what
+start-up did (lock, store, plugins) is repeated by the next start. The subcommands live in
+`ingestd.commands`, imported only once these handlers are in place; this module imports
+nothing but the standard library.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import signal
 import sys
-import time
-from datetime import UTC, datetime
-from enum import IntEnum
-from pathlib import Path
-from typing import Any
-
-from ingestd import installunit
-from ingestd.config import Config
-from ingestd.configload import load_config
-from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
-from ingestd.lifecycle import PIPELINE, RESUMABLE_TERMINALS, State
-from ingestd.logging import configure, register_secrets
+from types import FrameType
 
 
-class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    UNAVAILABLE = 69  # EX_UNAVAILABLE: the API or the state store cannot be used
-    CONFIG = 78  # EX_CONFIG
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    """Nothing is running that a stop would interrupt: end the process with exit 0."""
+    raise SystemExit(0)
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    secrets = [v for k, v in config.symbl.items() if k in ("app_secret", "app_id")]
-    for sink in config.sinks:
-        secrets += [v for v in sink.values() if type(v).__name__ == "Secret"]
-    register_secrets(str(s) for s in secrets if s)
-    return config
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from ingestd.daemon import Daemon
-
-    config = _load(args)
-    configure(config.log_level, config.log_format)
-    return asyncio.run(Daemon(config).run())
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from ingestd.daemon import build_backend, build_sinks, validate_watches
-    from ingestd.plugins import load_plugins
-
-    config = _load(args)
-    configure("warning", "console")
-    plugins = load_plugins(config.plugins, config.disable_plugins)
-    _print_plugins(plugins)
-    validate_watches(config, plugins)
-    sinks = build_sinks(config, plugins)
-    print(f"config: {config.path}: ok ({len(config.watches)} watches, sinks: {', '.join(sinks)})")
-
-    async def probe_api() -> None:
-        backend = build_backend(config, plugins)
-        try:  # any authenticated call proves the credentials
-            await backend.find_conversations("ingestd-check", time.time())
-        finally:
-            await backend.aclose()
-
-    asyncio.run(probe_api())
-    print(f"api: {config.symbl.get('base_url')}: credentials accepted")
-    failed = plugins.failed()
-    return ExitCode.ERROR if failed else ExitCode.OK
-
-
-def _print_plugins(plugins: Any) -> None:
-    print(f"{'plugin':<12} {'source':<12} {'distribution':<20} {'status':<10} hooks")
-    for row in plugins.info:
-        dist = f"{row.distribution} {row.version}".strip() or row.module
-        print(f"{row.name:<12} {row.source:<12} {dist:<20} {row.status:<10} {', '.join(row.hooks)}")
-
-
-def cmd_plugins(args: argparse.Namespace) -> int:
-    from ingestd.plugins import load_plugins
-
-    configure("error", "console")
-    local: tuple[str, ...] = ()
-    disabled: tuple[str, ...] = ()
-    if args.config:
-        config = _load(args)
-        local, disabled = config.plugins, config.disable_plugins
-    plugins = load_plugins(local, disabled)
-    if args.json:
-        print(json.dumps([row.__dict__ for row in plugins.info], indent=2))
-    else:
-        _print_plugins(plugins)
-    return ExitCode.OK
-
-
-def _open_store(config: Config) -> Any:
-    from ingestd.store import Store
-
-    path = config.state_path
-    if path is None or not path.exists():
-        raise StoreError(f"no state database at {path}: has the daemon run with this config?")
-    return Store(path)
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    config = _load(args)
-    store = _open_store(config)
-    counts = store.counts_by_state()
-    problems = store.latest([State.FAILED, State.REJECTED], limit=args.limit)
-    busy = store.latest(PIPELINE, limit=args.limit)
-    deliveries = store.delivery_counts()
-    if args.json:
-        data = {
-            "counts": {str(s): counts.get(str(s), 0) for s in State},
-            "deliveries": deliveries,
-            "in_progress": [_row_json(r, store) for r in busy],
-            "failures": [_row_json(r, store) for r in problems],
-        }
-        print(json.dumps(data, indent=2))
-        return ExitCode.OK
-    print("state        count")
-    for state in State:
-        print(f"{state:<12} {counts.get(str(state), 0):>5}")
-    if deliveries:
-        print("\nsink         pending   done failed")
-        for sink, by_state in sorted(deliveries.items()):
-            print(
-                f"{sink:<12} {by_state['pending']:>7} {by_state['done']:>6} {by_state['failed']:>6}"
-            )
-    if busy:
-        print("\nin progress")
-        for r in busy:
-            retry = (
-                f" (retry at {_when(r.next_attempt_at)})" if r.next_attempt_at > time.time() else ""
-            )
-            print(f"  #{r.id:<5} {r.state:<11} {r.watch}/{r.relpath}{retry}")
-    if problems:
-        print("\nlatest failures")
-        for r in problems:
-            print(f"  #{r.id:<5} {r.state:<9} {_when(r.updated_at)} {r.watch}/{r.relpath}")
-            print(f"         {r.error}")
-    return ExitCode.OK
-
-
-def _row_json(row: Any, store: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "watch": row.watch,
-        "path": row.relpath,
-        "state": str(row.state),
-        "error": row.error,
-        "attempts": row.attempts,
-        "conversation_id": row.conversation_id,
-        "job_id": row.job_id,
-        "updated_at": row.updated_at,
-        "deliveries": store.deliveries(row.id),
-    }
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    config = _load(args)
-    store = _open_store(config)
-    rows = (
-        [store.get(i) for i in args.ids] if args.ids else store.latest(RESUMABLE_TERMINALS, 10**6)
-    )
-    retried = 0
-    for row in rows:
-        if row.state not in RESUMABLE_TERMINALS:
-            print(f"#{row.id} is {row.state}, not failed or rejected; left alone")
-            continue
-        target = (
-            State.DISCOVERED
-            if row.state is State.REJECTED
-            else State(row.failed_from or "discovered")
-        )
-        reset: dict[str, Any] = {}
-        if target in (State.DISCOVERED, State.PROBED, State.TRANSCODED, State.QUEUED):
-            # nothing of this attempt reached the API: start the upload afresh
-            reset = {"upload_started_at": None, "conversation_id": None, "job_id": None}
-        # Sinks that gave up get a fresh set of attempts; sinks already done are left alone.
-        failed_sinks = [d["sink"] for d in store.deliveries(row.id) if d["state"] == "failed"]
-        store.transition(row.id, target, facts={"retry": True}, deliveries=failed_sinks, **reset)
-        print(f"#{row.id} {row.relpath}: {row.state} -> {target}")
-        retried += 1
-    print(f"{retried} recording(s) re-queued; a running daemon picks them up within seconds")
-    return ExitCode.OK
-
-
-def cmd_redeliver(args: argparse.Namespace) -> int:
-    """Deliver a conversation's latest insights again, to one sink or all of them."""
-    config = _load(args)
-    store = _open_store(config)
-    sinks = [str(s.get("name", s["type"])) for s in config.sinks]
-    if args.sink and args.sink not in sinks:
-        raise ConfigError(
-            f"no sink named {args.sink!r} in {config.path} (sinks: {', '.join(sinks)})"
-        )
-    parts = store.parts_of(args.conversation_id)
-    if not parts:
-        raise IngestdError(
-            f"no delivered recording of conversation {args.conversation_id} in the store"
-        )
-    latest = parts[-1]
-    if latest.state not in (State.DONE, State.FAILED):
-        print(f"#{latest.id} is {latest.state}; it will deliver by itself")
-        return ExitCode.OK
-    targets = [args.sink] if args.sink else sinks
-    store.transition(latest.id, State.DELIVERING, deliveries=targets, facts={"redeliver": targets})
-    sinks_text = ", ".join(targets)
-    print(f"conversation {args.conversation_id}: redelivery to {sinks_text} queued (#{latest.id})")
-    return ExitCode.OK
-
-
-def cmd_map(args: argparse.Namespace) -> int:
-    """List or edit the persistent conversation mapping (key -> conversationId)."""
-    config = _load(args)
-    store = _open_store(config)
-    if args.action == "set":
-        if not args.key or not args.conversation_id:
-            raise IngestdError("usage: ingestd map set KEY CONVERSATION_ID")
-        store.set_mapping(args.key, args.conversation_id)
-        print(f"{args.key} -> {args.conversation_id}")
-    elif args.action == "delete":
-        if not args.key:
-            raise IngestdError("usage: ingestd map delete KEY")
-        if not store.delete_mapping(args.key):
-            raise IngestdError(f"no mapping for key {args.key!r}")
-        print(f"{args.key}: removed; the next recording with this key starts a new conversation")
-    else:
-        rows = store.mappings()
-        if args.json:
-            print(json.dumps(rows, indent=2))
-            return ExitCode.OK
-        print(f"{'key':<48} {'conversation':<18} created")
-        for row in rows:
-            print(f"{row['key']:<48} {row['conversation_id']:<18} {_when(row['created_at'])}")
-    return ExitCode.OK
-
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from ingestd.sandbox import Sandbox, SandboxOptions
-
-    options = SandboxOptions(
-        app_id=args.app_id,
-        app_secret=args.app_secret,
-        job_seconds=args.job_seconds,
-        concurrency_limit=args.concurrency_limit,
-        token_lifetime_seconds=args.token_lifetime,
-    )
-    sandbox = Sandbox(options)
-
-    def ready(url: str) -> None:
-        print(f"Symbl sandbox on {url} (app id {args.app_id!r}); Ctrl-C stops", flush=True)
-
-    signal.signal(signal.SIGTERM, lambda *_: sandbox.stop())
-    sandbox.serve_forever(args.host, args.port, ready=ready)
-    return ExitCode.OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingestd", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def with_config(p: argparse.ArgumentParser, required: bool = True) -> None:
-        p.add_argument("--config", "-c", required=required, type=Path, help="the YAML file")
-
-    p = sub.add_parser("run", help="run the daemon in the foreground (what systemd calls)")
-    with_config(p)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("check", help="validate the config and credentials, list plugins")
-    with_config(p)
-    p.set_defaults(func=cmd_check)
-    p = sub.add_parser("status", help="recordings by state and the latest failures")
-    with_config(p)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--limit", type=int, default=10)
-    p.set_defaults(func=cmd_status)
-    p = sub.add_parser("retry", help="re-queue failed or rejected recordings")
-    with_config(p)
-    p.add_argument("ids", nargs="*", type=int, help="recording ids (default: every failed one)")
-    p.set_defaults(func=cmd_retry)
-    p = sub.add_parser("redeliver", help="deliver a conversation again (to one sink or all)")
-    with_config(p)
-    p.add_argument("conversation_id")
-    p.add_argument("--sink", help="the sink's name (its `name`, else its type)")
-    p.set_defaults(func=cmd_redeliver)
-    p = sub.add_parser("map", help="list or edit the conversation mapping")
-    with_config(p)
-    p.add_argument("action", nargs="?", choices=("list", "set", "delete"), default="list")
-    p.add_argument("key", nargs="?")
-    p.add_argument("conversation_id", nargs="?")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_map)
-    p = sub.add_parser("plugins", help="list plugins and the hooks each implements")
-    with_config(p, required=False)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_plugins)
-    p = sub.add_parser(
-        "install-unit", help="create the ingestd user, /etc/ingestd and the systemd units"
-    )
-    installunit.add_arguments(p)
-    p.set_defaults(func=installunit.install_unit)
-    p = sub.add_parser("sandbox", help="run the Symbl API emulator on its own")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8787)
-    p.add_argument("--app-id", default="sandbox")
-    p.add_argument("--app-secret", default="sandbox")
-    p.add_argument("--job-seconds", type=float, default=2.0)
-    p.add_argument("--concurrency-limit", type=int, default=5)
-    p.add_argument("--token-lifetime", type=int, default=86400)
-    p.set_defaults(func=cmd_sandbox)
-    return parser
+def _stop_signals_exit_quietly() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_quietly)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``ingestd`` with `argv` (default: the command line); return the exit code."""
+    _stop_signals_exit_quietly()
+    from ingestd.commands import main as run_command
+
     try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print("ingestd: configuration error:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
-        return ExitCode.CONFIG
-    except PluginError as exc:
-        print(f"ingestd: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    except StoreError as exc:
-        print(f"ingestd: {exc}", file=sys.stderr)
-        return ExitCode.UNAVAILABLE
-    except IngestdError as exc:
-        print(f"ingestd: {exc}", file=sys.stderr)
-        return ExitCode.ERROR
-    except KeyboardInterrupt:
-        return ExitCode.OK
+        return run_command(argv)
+    finally:
+        # The daemon's event loop puts the default actions back when it closes: the daemon
+        # has stopped by then, so a late signal still means exit 0.
+        _stop_signals_exit_quietly()
 
 
 if __name__ == "__main__":

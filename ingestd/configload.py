@@ -48,7 +48,7 @@ WATCH_KEYS = (
     "transcode",
     "endpoint",
 )
-DEFAULT_IGNORE = (
+DEFAULT_IGNORE = (  # matched against each folder and the name (ingestd.watch.ignored)
     "*.part", "*.partial", "*.tmp", "*.crdownload", "~$*", ".*", "*~", "*.swp",
     "*.ingestd.yaml", "*.ingestd.yml", "*.ingestd.json",  # sidecar files
 )  # fmt: skip

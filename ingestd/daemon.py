@@ -30,6 +30,7 @@ from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, StoreError
 from ingestd.intake import Intake
 from ingestd.lifecycle import PIPELINE, State
+from ingestd.logging import register_config_secrets
 from ingestd.metrics import Health, MetricsServer
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import Plugins, load_plugins
@@ -137,6 +138,7 @@ class Daemon:
         self._active: dict[int, tuple[asyncio.Task[None], State]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._signals = 0
+        self._store_failure: IngestdError | None = None  # stopped because the store failed
         self.watchers: list[Watcher] = []
         self.metrics: MetricsServer | None = None
         # /health: stale when the event loop misses three heartbeats in a row
@@ -151,6 +153,7 @@ class Daemon:
         lock.acquire()
         try:
             self.store = Store(config.state_path or config.work_dir / "state.db")
+            self.store.check()  # a corrupt file stops us before anything is written to it
             self.plugins = load_plugins(config.plugins, config.disable_plugins)
             validate_watches(config, self.plugins)
             self.backend = build_backend(config, self.plugins)
@@ -203,7 +206,7 @@ class Daemon:
             )
             self.metrics.start()
         for watch in self.config.watches:
-            watcher = Watcher(watch, self.settler.nominate)
+            watcher = Watcher(watch, self.settler.nominate, self._rescan_soon)
             watcher.start(loop)
             self.watchers.append(watcher)
         await self._rescan()
@@ -217,6 +220,8 @@ class Daemon:
             await self._dispatch_loop()
         finally:
             await self._shutdown()
+        if self._store_failure is not None:  # exit non-zero, so systemd restarts us
+            raise self._store_failure
         return 0
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -256,6 +261,7 @@ class Daemon:
             if old.path is None:
                 raise ConfigError("no config file to reload (started without --config)")
             new = load_config(old.path)
+            register_config_secrets(new)  # a new webhook URL is masked like the old one
             validate_watches(new, self.plugins)
             sinks = build_sinks(new, self.plugins) if new.sinks != old.sinks else self.sinks
         except ConfigError as exc:
@@ -291,7 +297,7 @@ class Daemon:
             self.pipeline.sinks = sinks
             self.sinks = sinks
         for name in started:
-            watcher = Watcher(after[name], self.settler.nominate)
+            watcher = Watcher(after[name], self.settler.nominate, self._rescan_soon)
             watcher.start(loop)
             self.watchers.append(watcher)
         await self._rescan([after[n] for n in started])
@@ -304,6 +310,11 @@ class Daemon:
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
 
     # -- noticing files -----------------------------------------------------------------
+
+    def _rescan_soon(self, watch: WatchConfig) -> None:
+        """A watcher lost events (queue overflow, switch to polling): rescan it now."""
+        if not self._stopping.is_set():
+            self._spawn(self._rescan([watch]))
 
     def _on_settled(self, watch: WatchConfig, path: Path) -> None:
         if not self._stopping.is_set():
@@ -398,6 +409,7 @@ class Daemon:
             log.info("stage_interrupted", recording_id=row.id, state=str(row.state))
         except IngestdError as exc:  # the store itself failed: stop, systemd restarts us
             log.error("store_failed", error=str(exc))
+            self._store_failure = self._store_failure or exc
             self._stopping.set()
         finally:
             self._active.pop(row.id, None)

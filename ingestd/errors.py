@@ -8,6 +8,7 @@
     ├── RecordingError            about one recording; decides its next state
     │   ├── Rejected              the user: bad input (not media, empty, unreadable) -> rejected
     │   ├── Retryable             nobody: transient (429, 5xx, network); retried with back-off
+    │   │   └── DiskFull          the operator: free space; waits (never fails the recording)
     │   └── Permanent             the operator: will not succeed by retrying -> failed
     ├── ApiError                  the Symbl API answered with an error status (carries status)
     └── StoreError                the operator: the state database is unusable
@@ -52,6 +53,14 @@ class Retryable(RecordingError):
         self.retry_after = retry_after
 
 
+class DiskFull(Retryable):
+    """No space left where ingestd writes a recording's files (the work directory).
+
+    The file is not at fault: the step waits with back-off for as long as it takes and
+    never uses up the recording's attempts. The message names the full directory.
+    """
+
+
 class Permanent(RecordingError):
     """Retrying the same step will not help; the recording is marked failed.
 
@@ -75,4 +84,13 @@ class ApiError(IngestdError):
 
 
 class StoreError(IngestdError):
-    """The state store cannot be opened or written."""
+    """The state store cannot be opened, read or written.
+
+    Args:
+        transient: the cause may pass (a full disk, another process's lock), so the same
+            write may succeed later; False for corruption or a newer schema.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

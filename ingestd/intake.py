@@ -3,6 +3,11 @@
 Identity is the fingerprint (size + full SHA-256), so a renamed or re-copied file with the
 same content is a ``duplicate`` and never sent twice. Hashing runs in a worker thread; if
 the file changed while it was hashed, it goes back to settling.
+
+When the state database cannot be written (a full disk, another process's lock), intake
+pauses loudly: one error per try, the files settling meanwhile are held, and all of them
+go back to settling after a back-off, until a write succeeds. A file counts as known only
+once its row is committed, so nothing is lost, whatever fails.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import hashlib
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +24,7 @@ import structlog
 
 from ingestd.config import WatchConfig
 from ingestd.conversations import assign_conversation
-from ingestd.errors import IngestdError, Rejected
+from ingestd.errors import IngestdError, Rejected, StoreError
 from ingestd.lifecycle import State
 from ingestd.plugins import Plugins
 from ingestd.store import RecordingRow, Store
@@ -27,6 +33,9 @@ from ingestd.watch import relpath
 log = structlog.get_logger()
 
 _CHUNK = 1 << 20
+STORE_RETRY_INITIAL_SECONDS = 2.0
+STORE_RETRY_MAX_SECONDS = 30.0
+"""Back-off between tries while the state database cannot be written."""
 _DIGITS = re.compile(r"\d+")
 
 
@@ -69,6 +78,11 @@ class Intake:
         self.renominate = renominate
         self._known: dict[str, dict[str, tuple[int, float]]] = {}
         self._busy: set[Path] = set()
+        # while the store fails: files held until the next try, and when that is
+        self._held: dict[Path, WatchConfig] = {}
+        self._store_failures = 0
+        self._paused_until = 0.0
+        self._retry: asyncio.TimerHandle | None = None
 
     def known(self, watch: WatchConfig) -> dict[str, tuple[int, float]]:
         if watch.name not in self._known:
@@ -79,44 +93,110 @@ class Intake:
         return self.known(watch).get(relpath(watch, path)) == (size, mtime)
 
     async def settled(self, watch: WatchConfig, path: Path) -> None:
-        """Fingerprint a quiet file and record it (discovered or duplicate)."""
+        """Fingerprint a quiet file and record it (discovered or duplicate).
+
+        Never raises: it runs as a fire-and-forget task. A store failure holds the file
+        for a later try (`paused`); a bug is logged with its traceback, and the file is
+        left unknown, so the next rescan offers it again.
+        """
         if path in self._busy:
+            return
+        if self.paused:
+            self._held[path] = watch
             return
         self._busy.add(path)
         try:
-            await self._settled(watch, path)
+            recorded = await self._settled(watch, path)
+        except StoreError as exc:
+            self._store_failed(watch, path, exc)
+        except Exception:
+            self._forget_path(watch, path)
+            log.exception("intake_crashed", watch=watch.name, path=relpath(watch, path))
+        else:
+            if recorded and self._store_failures:
+                log.info("intake_resumed", failures=self._store_failures)
+                self._store_failures = 0
         finally:
             self._busy.discard(path)
 
-    async def _settled(self, watch: WatchConfig, path: Path) -> None:
+    @property
+    def paused(self) -> bool:
+        """True while waiting to try the state database again after a failed write."""
+        return time.monotonic() < self._paused_until
+
+    def _store_failed(self, watch: WatchConfig, path: Path, exc: StoreError) -> None:
+        """Hold the file, pause intake with a back-off, and say so, at error level."""
+        self._forget_path(watch, path)
+        self._held[path] = watch
+        self._store_failures += 1
+        delay = min(
+            STORE_RETRY_MAX_SECONDS,
+            STORE_RETRY_INITIAL_SECONDS * 2 ** (self._store_failures - 1),
+        )
+        self._paused_until = time.monotonic() + delay
+        log.error(
+            "intake_paused",
+            error=str(exc),
+            files_held=len(self._held),
+            retry_in_s=delay,
+            action="files that settle meanwhile are recorded once the state database "
+            "can be written again",
+        )
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(delay, self._release_held)
+
+    def _release_held(self) -> None:
+        """The pause is over: every held file settles again, then is recorded."""
+        self._retry = None
+        if self.paused:  # paused again meanwhile; try when that pause ends
+            delay = self._paused_until - time.monotonic()
+            self._retry = asyncio.get_running_loop().call_later(delay, self._release_held)
+            return
+        held, self._held = self._held, {}
+        for path, watch in held.items():
+            self.renominate(watch, path)
+
+    def _forget_path(self, watch: WatchConfig, path: Path) -> None:
+        """Not known any more: a rescan or a renomination records it again."""
+        known = self._known.get(watch.name)
+        if known is not None:
+            known.pop(relpath(watch, path), None)
+
+    async def _settled(self, watch: WatchConfig, path: Path) -> bool:
+        """True once the state database has the file (written now, or found there)."""
         try:
             before = path.stat()
         except OSError:
-            return
+            return False
         rel = relpath(watch, path)
         if self.is_known(watch, path, before.st_size, before.st_mtime):
-            return
+            return False
         structlog.contextvars.bind_contextvars(watch=watch.name, path=rel)
         try:
             digest = await asyncio.to_thread(sha256_file, path)
         except PermissionError:
             self._record_unreadable(watch, rel, before)
-            return
+            return True
         except OSError:
-            return  # vanished while hashing
+            return False  # vanished while hashing
         try:
             after = path.stat()
         except OSError:
-            return
+            return False
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.renominate(watch, path)  # still being written after all
-            return
+            return False
+        if self.paused:  # the store failed while this file was hashed
+            self._held[path] = watch
+            return False
         self._record(watch, rel, after, digest)
+        return True
 
     def _record(self, watch: WatchConfig, rel: str, stat: os.stat_result, digest: str) -> None:
-        self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
+        """Commit the recording, then remember the file (so a failed commit is retried)."""
         latest = self.store.latest_for_path(watch.name, rel)
         if latest and latest.sha256 == digest and latest.size_bytes == stat.st_size:
+            self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
             return  # touched, same content: nothing new
         common = dict(
             watch=watch.name,
@@ -130,6 +210,7 @@ class Intake:
         original = self.store.original_of(stat.st_size, digest)
         if original is not None:
             row = self.store.insert(**common, state=State.DUPLICATE, duplicate_of=original.id)
+            self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
             log.info(
                 "recording_duplicate",
                 recording_id=row.id,
@@ -138,6 +219,7 @@ class Intake:
             )
             return
         row = self.store.insert(**common)
+        self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
         log.info(
             "recording_discovered", recording_id=row.id, size_bytes=stat.st_size, sha256=digest
         )
@@ -148,6 +230,8 @@ class Intake:
         """Decide the conversation key now, so later parts see earlier ones in order."""
         try:
             assign_conversation(self.store, self.plugins, self.recording_view(row))
+        except StoreError:
+            raise  # the row is committed: the ``discovered`` stage assigns the key later
         except IngestdError as exc:
             state = State.REJECTED if isinstance(exc, Rejected) else State.FAILED
             self.store.transition(
@@ -156,20 +240,29 @@ class Intake:
             log.error("recording_finished", recording_id=row.id, outcome=str(state), error=str(exc))
 
     def _record_unreadable(self, watch: WatchConfig, rel: str, stat: os.stat_result) -> None:
-        self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
+        """Record the file as rejected; a retry after a failed commit adds no second row."""
         error = f"cannot read {rel}: permission denied; fix its permissions, then `ingestd retry`"
-        row = self.store.insert(
-            watch=watch.name,
-            watch_root=str(watch.path),
-            relpath=rel,
-            size_bytes=stat.st_size,
-            mtime=stat.st_mtime,
-            sha256=f"unreadable:{stat.st_ino}:{stat.st_mtime_ns}",
-        )
-        self.store.transition(
-            row.id, State.REJECTED, error=error, failed_from="discovered", facts={"error": error}
-        )
-        log.error("recording_finished", recording_id=row.id, outcome="rejected", error=error)
+        fingerprint = f"unreadable:{stat.st_ino}:{stat.st_mtime_ns}"
+        row = self.store.latest_for_path(watch.name, rel)
+        if row is None or row.sha256 != fingerprint:
+            row = self.store.insert(
+                watch=watch.name,
+                watch_root=str(watch.path),
+                relpath=rel,
+                size_bytes=stat.st_size,
+                mtime=stat.st_mtime,
+                sha256=fingerprint,
+            )
+        if row.state is State.DISCOVERED:
+            self.store.transition(
+                row.id,
+                State.REJECTED,
+                error=error,
+                failed_from="discovered",
+                facts={"error": error},
+            )
+            log.error("recording_finished", recording_id=row.id, outcome="rejected", error=error)
+        self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
 
     def forget(self, watch: WatchConfig, rel: str) -> None:
         self.known(watch).pop(rel, None)

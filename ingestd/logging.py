@@ -5,38 +5,111 @@ per-recording context (recording_id, watch, path, conversation_id) is bound with
 so plugin log lines inherit it. Secrets never reach the output: values of known secrets are
 registered at start-up and masked anywhere they appear, and keys that look like credentials
 are masked whatever their value.
+
+`redact` is the one function that masks secrets in text: the log processor uses it, and so
+does every other way text leaves the process (errors stored in the state database, CLI
+output), since an error message from a sink or an HTTP library can quote a webhook URL or a
+header verbatim.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
+from ingestd.config import Secret
+
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api[_-]?key|webhook_url)", re.I)
 _MASK = "***"
-_known_secrets: set[str] = set()
+_known_secrets: list[str] = []  # longest first, so a whole URL goes before its path
+
+# Credentials recognisable by their shape, known or not: (pattern, replacement).
+_CREDENTIAL_PATTERNS = [
+    # a Slack incoming webhook or workflow URL: its path is the credential
+    (re.compile(r"(hooks\.slack(?:-gov)?\.com/)[^\s\"'<>]+"), rf"\g<1>{_MASK}"),
+    # Slack tokens: xoxb- (bot), xoxp- (user), xoxa-, xoxe-, xoxr-, and xapp- app tokens
+    (re.compile(r"\b((?:xox[a-z]|xapp)-)[A-Za-z0-9-]+"), rf"\g<1>{_MASK}"),
+    # an Authorization header's bearer token
+    (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\g<1>{_MASK}"),
+    # a password in a URL (scheme://user:password@host)
+    (re.compile(r"(://[^/\s:@]+:)[^/\s@]+@"), rf"\g<1>{_MASK}@"),
+    # credential-looking query parameters
+    (
+        re.compile(
+            r"([?&](?:access_?token|token|api_?key|secret|password|signature|webhook_?url)=)"
+            r"[^&\s\"'<>]+",
+            re.I,
+        ),
+        rf"\g<1>{_MASK}",
+    ),
+]
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Mask these exact strings wherever they appear in a log event."""
+    """Mask these exact strings wherever they appear (in logs, stored errors, CLI output).
+
+    For a URL (a webhook's), its path and its last path segment are masked too when they
+    are long enough to be the secret part, since messages often quote only the path.
+    """
+    found = set(_known_secrets)
     for value in values:
         value = str.__str__(value) if isinstance(value, str) else str(value)
-        if len(value) >= 4:
-            _known_secrets.add(value)
+        found.update(f for f in _fragments(value) if len(f) >= 4)
+    _known_secrets[:] = sorted(found, key=len, reverse=True)
+
+
+def _fragments(value: str) -> list[str]:
+    fragments = [value]
+    if "://" in value:
+        path = "/" + value.split("://", 1)[1].partition("/")[2]
+        last = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if len(path) >= 12:
+            fragments.append(path)
+        if len(last) >= 12:
+            fragments.append(last)
+    return fragments
+
+
+def register_config_secrets(config: Any) -> None:
+    """Register every `Secret` in a loaded configuration (``${VAR}``/``*_file`` credentials
+    and keys named like credentials), wherever it sits: symbl, sinks, plugin options."""
+    register_secrets(_secrets_in(config))
+
+
+def _secrets_in(value: Any) -> Iterator[str]:
+    if isinstance(value, Secret):
+        yield value.reveal()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _secrets_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _secrets_in(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            yield from _secrets_in(getattr(value, field.name))
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret and every credential-shaped string masked."""
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    for pattern, replacement in _CREDENTIAL_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        for secret in _known_secrets:
-            if secret in value:
-                value = value.replace(secret, _MASK)
-        return value
+        return redact(value)
     if isinstance(value, dict):
         return {k: (_MASK if _SECRET_KEYS.search(str(k)) else _scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,16 @@ from ingestd.config import Config, WatchConfig
 from ingestd.conversations import assign_conversation
 from ingestd.errors import (
     ConfigError,
+    DiskFull,
     IngestdError,
     Permanent,
     PluginError,
     Rejected,
     Retryable,
+    StoreError,
 )
 from ingestd.lifecycle import State, is_before_upload
+from ingestd.logging import redact
 from ingestd.model import (
     AS_IS,
     Endpoint,
@@ -51,11 +56,81 @@ from ingestd.transcode import output_path, remove_output, run_plan
 log = structlog.get_logger()
 
 ADOPTED_JOB_TIMEOUT_SECONDS = 6 * 3600
+DISK_FULL_RECHECK_SECONDS = 30.0
+"""The longest wait between tries while the work directory is full."""
 
 
 def backoff_seconds(attempt: int, initial: float, maximum: float) -> float:
     """Exponential back-off with full jitter (attempt 1 waits up to `initial`)."""
     return random.uniform(initial / 2, min(maximum, initial * 2 ** (attempt - 1)))
+
+
+# -- reconciling a POST whose answer was lost ------------------------------------------------
+
+RESTART_GRACE_SECONDS = 30.0
+"""How long after this run started an upload of an earlier run may still land (its answer
+was lost with that run, and how the upload ended is unknown). A backend says the same for
+the uploads of this run: `Retryable` errors with a ``may_land_within_seconds`` attribute."""
+UPLOAD_TAG_KEY = "ingestdUploadId"
+"""The ``metadata`` key of the tag each POST carries: a random id per intent to upload, stored
+with ``upload_started_at`` before any byte leaves and kept by resends, so a lookup can tell
+this recording's conversation from another one of the same name."""
+
+
+def upload_tag(params: Mapping[str, Any]) -> str | None:
+    """The upload tag in `params`, or in a conversation object (both carry ``metadata``)."""
+    metadata = params.get("metadata")
+    tag = metadata.get(UPLOAD_TAG_KEY) if isinstance(metadata, Mapping) else None
+    return tag if isinstance(tag, str) and tag else None
+
+
+def with_upload_tag(params: Mapping[str, Any], tag: str) -> Params:
+    """`params` with `tag` in its ``metadata`` object (other metadata keys are kept)."""
+    metadata = params.get("metadata")
+    kept = dict(metadata) if isinstance(metadata, Mapping) else {}
+    return Params({**params, "metadata": {**kept, UPLOAD_TAG_KEY: tag}})
+
+
+def match_upload(
+    tag: str | None, candidates: Sequence[tuple[str, str | None]]
+) -> tuple[str | None, list[str]]:
+    """Which candidate is this recording's earlier upload: ``(id to adopt, ambiguous ids)``.
+
+    `candidates` are ``(conversation id, its upload tag)``, newest first, already limited to
+    the recording's name, the time of its attempt and ids the store does not know.
+
+    - One carrying `tag` is ours (the newest, should a resend have landed too).
+    - One carrying another tag is another recording's upload, never ours; and once the API
+      shows tags, an untagged one is not ours either (ours carries `tag`).
+    - Otherwise (the API drops ``metadata``, or the attempt predates tags) exactly one
+      untagged candidate is ours; several are ambiguous and none is adopted: a guess could
+      give this file another file's transcript.
+    """
+    if tag is not None:
+        mine = [cid for cid, other in candidates if other == tag]
+        if mine:
+            return mine[0], []
+        if any(other is not None for _, other in candidates):
+            return None, []
+    untagged = [cid for cid, other in candidates if other is None]
+    if len(untagged) == 1:
+        return untagged[0], []
+    return None, untagged
+
+
+def look_again_in(doubt: tuple[float, float] | None, now: float) -> float | None:
+    """Seconds until the next lookup while an upload may still land; None: it cannot now.
+
+    `doubt` is ``(given up at, may land until)`` for an upload whose answer was lost, None
+    for one that ended with an answer. Gaps grow with the time already waited (1 s, then
+    doubling); the last lookup falls at "may land until", after which nothing is awaited.
+    """
+    if doubt is None:
+        return None
+    since, until = doubt
+    if now >= until:
+        return None
+    return min(until - now, max(1.0, now - since))
 
 
 class Pipeline:
@@ -80,6 +155,11 @@ class Pipeline:
         self.watches = {w.name: w for w in config.watches}
         # ffmpeg is CPU-bound: at most this many run at once, whatever else is going on
         self._transcodes = asyncio.Semaphore(config.pipeline.transcode_workers)
+        # Uploads of this run whose answer was lost: (given up at, may land until); None once
+        # one ended with an answer. A recording missing here was last sent by an earlier run.
+        self._in_doubt: dict[int, tuple[float, float] | None] = {}
+        started = time.time()
+        self._earlier_run_doubt = (started, started + RESTART_GRACE_SECONDS)
         self._stages: dict[State, Callable[[RecordingRow], Awaitable[None]]] = {
             State.DISCOVERED: self._discovered,
             State.PROBED: self._probed,
@@ -152,6 +232,8 @@ class Pipeline:
             self._retry_later(row, exc)
         except (Permanent, PluginError, ConfigError) as exc:
             self._give_up(row, State.FAILED, str(exc))
+        except StoreError:
+            raise  # the recording is not at fault, and its state cannot be written now
         except IngestdError as exc:
             self._give_up(row, State.FAILED, str(exc))
         except asyncio.CancelledError:
@@ -165,16 +247,21 @@ class Pipeline:
         current = self.store.get(row.id)
         attempts = current.attempts + 1
         pipeline = self.config.pipeline
-        if attempts >= pipeline.max_attempts:
+        waits = isinstance(exc, DiskFull)  # not the file's fault: wait, however long
+        if attempts >= pipeline.max_attempts and not waits:
             self._give_up(current, State.FAILED, f"{exc} (gave up after {attempts} attempts)")
             return
         delay = backoff_seconds(
-            attempts, pipeline.retry_initial_seconds, pipeline.retry_max_seconds
+            attempts,
+            pipeline.retry_initial_seconds,
+            min(pipeline.retry_max_seconds, DISK_FULL_RECHECK_SECONDS)
+            if waits
+            else pipeline.retry_max_seconds,
         )
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         self.store.update(
-            row.id, attempts=attempts, next_attempt_at=time.time() + delay, error=str(exc)
+            row.id, attempts=attempts, next_attempt_at=time.time() + delay, error=redact(str(exc))
         )
         log.warning(
             "stage_retry_scheduled",
@@ -188,6 +275,7 @@ class Pipeline:
     def _give_up(
         self, row: RecordingRow, new: State, error: str, *, resume: State | None = None
     ) -> None:
+        error = redact(error)  # stored, and given to plugins: errors may quote credentials
         current = self.store.get(row.id)
         updated = self.transition(
             current,
@@ -306,7 +394,11 @@ class Pipeline:
         key = row.conversation_key
         conversation_id = self.store.conversation_for(key) if key else None
         if row.upload_started_at is not None and conversation_id is None:
-            adopted = await self._reconcile_new_conversation(row)
+            adopted, look_again_at = await self._reconcile_new_conversation(row)
+            if look_again_at is not None:  # the earlier upload may still land: not yet
+                self.store.update(row.id, next_attempt_at=look_again_at)
+                self.on_change()
+                return
             if adopted:
                 self.transition(
                     row,
@@ -332,11 +424,21 @@ class Pipeline:
             except FileNotFoundError:
                 raise Rejected(f"{row.relpath}: the file to upload ({path}) is gone") from None
             upload = Upload(path=path, size_bytes=size, content_type=endpoint.content_type)
-        self.store.update(row.id, upload_started_at=time.time())
+        params = Params(row.params or {})
+        if conversation_id is None:  # a fresh upload gets a fresh tag; a resend keeps its own
+            tag = upload_tag(params) if row.upload_started_at is not None else None
+            params = with_upload_tag(params, tag or uuid.uuid4().hex)
+        # tag and start are durable before any byte leaves: a restart can look them up
+        self.store.update(row.id, upload_started_at=time.time(), params=dict(params))
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
-        submission = await self.backend.submit(
-            endpoint, upload, Params(row.params or {}), conversation_id
-        )
+        try:
+            submission = await self.backend.submit(endpoint, upload, params, conversation_id)
+        except Retryable as exc:  # did the API get it? Only a lost answer leaves doubt
+            within = getattr(exc, "may_land_within_seconds", None)
+            now = time.time()
+            self._in_doubt[row.id] = (now, now + within) if within is not None else None
+            raise
+        self._in_doubt.pop(row.id, None)
         structlog.contextvars.bind_contextvars(
             conversation_id=submission.conversation_id, job_id=submission.job_id
         )
@@ -355,16 +457,64 @@ class Pipeline:
             },
         )
 
-    async def _reconcile_new_conversation(self, row: RecordingRow) -> str | None:
-        """Find the conversation a POST with a lost answer created, if it exists."""
+    async def _reconcile_new_conversation(
+        self, row: RecordingRow
+    ) -> tuple[str | None, float | None]:
+        """Find the conversation an earlier POST of this recording created.
+
+        Returns ``(id, None)`` to adopt it, ``(None, when)`` to look again at UNIX time `when`
+        (that POST may still land), or ``(None, None)`` to upload again. Candidates share the
+        name and the time window; the upload tag picks ours (see `match_upload`).
+        """
         assert row.upload_started_at is not None and row.name is not None
         found = await self.backend.find_conversations(row.name, row.upload_started_at)
         known = self.store.known_conversation_ids()
         candidates = [c for c in found if c not in known]
+        tag = upload_tag(row.params or {})
+        tags = await asyncio.gather(*(self._upload_tag_of(c) for c in candidates))
+        tagged = [(c, t) for c, (gone, t) in zip(candidates, tags, strict=True) if not gone]
+        adopted, ambiguous = match_upload(tag, tagged)
         log.info(
-            "submission_reconciling", name=row.name, found=len(found), candidates=len(candidates)
+            "submission_reconciling",
+            name=row.name,
+            found=len(found),
+            candidates=len(candidates),
+            tag_matches=sum(1 for _, t in tagged if tag is not None and t == tag),
+            adopted=adopted,
         )
-        return candidates[0] if candidates else None
+        if ambiguous:
+            log.warning(
+                "submission_reconcile_ambiguous",
+                candidates=ambiguous,
+                action="none adopted; uploading again once the earlier upload cannot land, "
+                "the candidates are left as they are",
+            )
+        if adopted is not None:
+            self._in_doubt.pop(row.id, None)
+            return adopted, None
+        now = time.time()
+        doubt = self._in_doubt.get(row.id, self._earlier_run_doubt)
+        wait = look_again_in(doubt, now)
+        if doubt is not None and wait is not None:
+            log.info(
+                "submission_reconcile_waiting",
+                lost_for_s=round(now - doubt[0], 3),
+                look_again_in_s=round(wait, 3),
+                gives_up_in_s=round(doubt[1] - now, 3),
+            )
+            return None, now + wait
+        self._in_doubt.pop(row.id, None)
+        return None, None
+
+    async def _upload_tag_of(self, conversation_id: str) -> tuple[bool, str | None]:
+        """``(gone, tag)`` of a candidate conversation; gone when it was deleted since."""
+        try:
+            insights = await self.backend.fetch_insights(conversation_id, ())
+        except Permanent as exc:
+            if exc.status == 404:
+                return True, None
+            raise
+        return False, upload_tag(insights.conversation)
 
     async def _submitted(self, row: RecordingRow) -> None:
         """Wait for the job (or, for an adopted conversation, for its messages)."""
@@ -486,7 +636,7 @@ class Pipeline:
                     row.id,
                     name,
                     attempts=attempts,
-                    error=str(exc),
+                    error=redact(str(exc)),
                     next_attempt_at=time.time() + delay,
                 )
                 log.warning(
@@ -498,7 +648,7 @@ class Pipeline:
                 )
             else:
                 self.store.mark_delivery(
-                    row.id, name, state="failed", attempts=attempts, error=str(exc)
+                    row.id, name, state="failed", attempts=attempts, error=redact(str(exc))
                 )
                 log.error("sink_failed", sink=name, attempt=attempts, error=str(exc))
             return
@@ -518,10 +668,20 @@ class Pipeline:
 
 
 def _write_json_atomically(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `data` under a temporary name, fsync, rename; a full disk raises DiskFull."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(
+                f"disk full in the work directory {path.parent} while saving the insights; "
+                f"waiting for free space there"
+            ) from None
+        raise

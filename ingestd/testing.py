@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -164,7 +165,10 @@ class IngestdEnv:
         """The recordings table, read directly (as `ingestd status --json` would)."""
         if not self.state_db.exists():
             return []
-        with sqlite3.connect(f"file:{self.state_db}?mode=ro", uri=True, timeout=10) as conn:
+        # closing(): sqlite3's own context manager only commits; an open reader would pin the
+        # -shm of a database file a test later replaces, and keep the daemon's WAL alive.
+        connection = sqlite3.connect(f"file:{self.state_db}?mode=ro", uri=True, timeout=10)
+        with contextlib.closing(connection) as conn:
             conn.row_factory = sqlite3.Row
             try:
                 return [dict(r) for r in conn.execute("SELECT * FROM recordings ORDER BY id")]

@@ -14,11 +14,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ingestd.errors import Permanent, Retryable
+from ingestd import executables
+from ingestd.errors import DiskFull, Permanent, Retryable
 from ingestd.model import TranscodePlan
 
 DEFAULT_TIMEOUT_SECONDS = 3600.0
 _STDERR_TAIL = 4000
+_NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as ffmpeg prints it
 
 
 def output_path(work_dir: Path, recording_id: int, plan: TranscodePlan) -> Path:
@@ -28,22 +30,31 @@ def output_path(work_dir: Path, recording_id: int, plan: TranscodePlan) -> Path:
 async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
     """Run `plan` from `source` into `output`; return `output` once complete.
 
-    Raises Retryable for a full disk or a timeout, Permanent when ffmpeg fails.
+    Raises DiskFull for a full work directory, Retryable for a timeout or a missing
+    program, Permanent when ffmpeg fails.
     """
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(output.parent, "while creating it") from None
+        raise
     partial = output.with_name(f"{output.stem}.partial{output.suffix}")
     partial.unlink(missing_ok=True)
     argv = [
         str(source) if a == "{input}" else str(partial) if a == "{output}" else a for a in plan.argv
     ]
     timeout = plan.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # a Ctrl-C to the daemon's terminal does not reach ffmpeg
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C to the daemon's terminal does not reach ffmpeg
+        )
+    except OSError as exc:
+        raise executables.cannot_run(argv[0], exc) from None
     try:
         _, stderr = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
@@ -57,20 +68,38 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
             await asyncio.shield(process.wait())
         partial.unlink(missing_ok=True)
         raise
-    if process.returncode != 0:
+    text = stderr.decode(errors="replace")
+    if process.returncode != 0 or _NO_SPACE in text:
         partial.unlink(missing_ok=True)
-        tail = stderr.decode(errors="replace")[-_STDERR_TAIL:].strip()
-        if "No space left on device" in tail:
-            raise Retryable(f"disk full in the work directory {output.parent} while transcoding")
+        if _NO_SPACE in text:  # ffmpeg 6 exits 0 when only its trailer could not be written
+            raise _disk_full(output.parent, "while transcoding")
+        tail = text[-_STDERR_TAIL:].strip()
         last = tail.splitlines()[-1] if tail else f"exit status {process.returncode}"
         raise Permanent(f"ffmpeg failed ({plan.description}): {last}")
     try:
+        _sync(partial)
         os.replace(partial, output)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise Retryable(f"disk full in the work directory {output.parent}") from None
+        partial.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(output.parent, "while saving the transcoded file") from None
         raise
     return output
+
+
+def _sync(path: Path) -> None:
+    """Flush the finished output: a full disk may only show when delayed writes land."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _disk_full(folder: Path, doing: str) -> DiskFull:
+    return DiskFull(
+        f"disk full in the work directory {folder} {doing}; waiting for free space there"
+    )
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

@@ -2,63 +2,252 @@
 
 The observer thread only forwards paths to the event loop (`call_soon_threadsafe`); all
 decisions happen there. A startup rescan picks up files dropped while the daemon was down,
-and a periodic one catches what events missed (network shares, overflowed queues). When the
-native observer cannot be started (inotify limits), the watch falls back to polling and
-says so.
+and a periodic one catches what events missed (network shares). Native events fail in
+three ways, and each is said in the log and covered:
+
+- no inotify instance, or no watch left for the watch's own folder: it polls from the start;
+- no watch left for a sub-folder (``fs.inotify.max_user_watches``), at start or when one is
+  created later: watchdog skips such a folder silently, so we notice, switch the whole
+  watch to polling and rescan it;
+- the kernel's event queue overflowed (``fs.inotify.max_queued_events``): events were lost,
+  so the watch is rescanned at once.
+
+Ignore patterns apply to every part of the path below the watch root, so everything inside
+a hidden or sync-tool folder (``.stversions/``, ``.sync/``) is ignored like a hidden file.
+A name whose bytes are not UTF-8 is stored, logged and sent escaped (`escape_fs`); the store
+turns it back into the real path (`unescape_fs`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fnmatch
 import os
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
+from watchdog.utils import UnsupportedLibcError
 
 from ingestd.config import WatchConfig
 
 log = structlog.get_logger()
 
+OVERFLOW_RESCAN_DELAY_SECONDS = 0.5
+"""Overflows in a burst share one rescan, started this long after the first."""
 
-def matches(watch: WatchConfig, name: str) -> bool:
-    """True for a file name the watch includes and does not ignore (temp files, dotfiles)."""
-    if any(fnmatch.fnmatch(name, pattern) for pattern in watch.ignore):
-        return False
-    lowered = name.lower()
-    return any(fnmatch.fnmatch(lowered, pattern.lower()) for pattern in watch.patterns)
+
+# -- names ------------------------------------------------------------------------------
+
+_BYTE_ESCAPE = re.compile(r"\\x[89a-f][0-9a-f]")
+_ESCAPES = re.compile(r"\\(\\|x[89a-f][0-9a-f])")
 
 
 def relpath(watch: WatchConfig, path: Path) -> str:
-    return path.relative_to(watch.path).as_posix()
+    """`path` relative to the watch root, as it is stored, logged and sent (`escape_fs`)."""
+    return escape_fs(path.relative_to(watch.path).as_posix())
 
 
-def scan(watch: WatchConfig) -> Iterator[tuple[Path, int, float]]:
-    """Every matching regular file under the watch: (path, size, mtime). Never follows
-    symlinked directories, so a symlink loop cannot trap it."""
-    stack = [watch.path]
+def escape_fs(text: str) -> str:
+    """A file system path or name as valid Unicode, for SQLite, JSON and HTTP.
+
+    A name whose bytes are not UTF-8 (an old Windows share) reaches Python with each such
+    byte as a surrogate (PEP 383), which none of them accept. In such a text each of those
+    bytes reads ``\\xNN`` and a backslash ``\\\\``; any other text is returned as it is.
+    `unescape_fs` reverses it.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(_escaped(char) for char in text)
+    return text
+
+
+def _escaped(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return "\\\\" if char == "\\" else char
+
+
+def unescape_fs(text: str) -> str:
+    """The path on disk behind an `escape_fs` text (a `relpath`, a stored path).
+
+    Only a text holding a byte escape (``\\x80`` to ``\\xff``) is unescaped, so a valid
+    name is never changed unless it literally contains such a sequence.
+    """
+    if not _BYTE_ESCAPE.search(text):
+        return text
+    return _ESCAPES.sub(
+        lambda m: "\\" if m.group(1) == "\\" else chr(0xDC00 + int(m.group(1)[1:], 16)), text
+    )
+
+
+def ignored(watch: WatchConfig, rel: str) -> bool:
+    """True when the file or folder `rel` (relative to the watch root, ``/``-separated) or
+    any folder above it matches an ignore pattern; a pattern with a ``/`` is matched
+    against the whole relative path instead."""
+    parts = rel.split("/")
+    for pattern in watch.ignore:
+        if "/" in pattern:
+            if fnmatch.fnmatch(rel, pattern):
+                return True
+        elif any(fnmatch.fnmatch(part, pattern) for part in parts):
+            return True
+    return False
+
+
+def matches(watch: WatchConfig, rel: str) -> bool:
+    """True for a file (path relative to the watch root) the watch includes and does not
+    ignore (temporary files, dotfiles, anything in a hidden folder)."""
+    if ignored(watch, rel):
+        return False
+    name = rel.rsplit("/", 1)[-1].lower()
+    return any(fnmatch.fnmatch(name, pattern.lower()) for pattern in watch.patterns)
+
+
+def scan(watch: WatchConfig, below: Path | None = None) -> Iterator[tuple[Path, int, float]]:
+    """Every matching regular file under the watch (or only `below`, a folder in it):
+    (path, size, mtime). Ignored folders are not entered, and symlinked folders are never
+    followed, so a symlink loop cannot trap it."""
+    top = below or watch.path
+    try:
+        prefix = top.relative_to(watch.path).as_posix()
+    except ValueError:
+        return
+    if prefix == ".":
+        prefix = ""
+    elif ignored(watch, prefix):
+        return
+    stack = [(top, prefix)]
     while stack:
-        folder = stack.pop()
+        folder, rel_folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            log.warning("scan_folder_unreadable", folder=str(folder), error=exc.strerror)
+            log.warning(
+                "scan_folder_unreadable",
+                watch=watch.name,
+                folder=relpath(watch, folder),
+                error=exc.strerror,
+            )
             continue
         for entry in entries:
+            rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if watch.recursive and not entry.name.startswith("."):
-                        stack.append(Path(entry.path))
-                elif entry.is_file() and matches(watch, entry.name):
+                    if watch.recursive and not ignored(watch, rel):
+                        stack.append((Path(entry.path), rel))
+                elif entry.is_file() and matches(watch, rel):
                     stat = entry.stat()
                     yield Path(entry.path), stat.st_size, stat.st_mtime
             except OSError:
                 continue
+
+
+# -- native events, with what watchdog would absorb silently ----------------------------
+
+
+def _nothing(*_: Any) -> None:
+    return None
+
+
+try:
+    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+
+    # The hooks below override these methods (watchdog 7.1). Older watchdogs lack them:
+    # they fail to start at the watch limit (polling covers it) and drop an overflow
+    # silently (only the periodic rescan covers that).
+    _HOOKS = all(
+        hasattr(InotifyWatchGroup, name) for name in ("on_queue_overflow", "_add_callback")
+    )
+except (ImportError, OSError, UnsupportedLibcError):  # not Linux: watchdog's observer as is
+    _HOOKS = False
+
+if _HOOKS:
+
+    @dataclass
+    class _WatchGroup(InotifyWatchGroup):
+        """watchdog's inotify watches for one tree, also telling about a folder it could
+        not watch (watchdog skips it silently) and about a kernel queue overflow."""
+
+        on_unwatched: Callable[[bytes, OSError], None] = field(default=_nothing)
+        on_overflow: Callable[[], None] = field(default=_nothing)
+
+        def _add_callback(self, path: bytes) -> None:  # watchdog's, reporting failures
+            try:
+                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+            except OSError as exc:
+                self.on_unwatched(path, exc)
+                if path == self.path:  # the watch's own folder: the caller must know
+                    raise
+                return
+            self._active_callbacks_by_path[path] = wd
+            self._active_callbacks_by_watch[wd] = path
+
+        def on_queue_overflow(self) -> None:
+            super().on_queue_overflow()
+            self.on_overflow()
+
+    class _Emitter(InotifyEmitter):
+        def __init__(
+            self,
+            *args: Any,
+            on_unwatched: Callable[[bytes, OSError], None],
+            on_overflow: Callable[[], None],
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self._on_unwatched = on_unwatched
+            self._on_overflow = on_overflow
+
+        def on_thread_start(self) -> None:  # watchdog's, with our watch group
+            self._inotify = _WatchGroup(
+                self._inotify_fd,
+                os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink,
+                on_unwatched=self._on_unwatched,
+                on_overflow=self._on_overflow,
+            )
+
+    class _NativeObserver(InotifyObserver):
+        """The inotify observer, calling `on_unwatched(folder, error)` and `on_overflow()`
+        from whichever thread notices."""
+
+        def __init__(
+            self,
+            *,
+            on_unwatched: Callable[[bytes, OSError], None],
+            on_overflow: Callable[[], None],
+        ) -> None:
+            super().__init__()
+            self._emitter_class = _Emitter
+            self._emitter_kwargs = {
+                **self._emitter_kwargs,
+                "on_unwatched": on_unwatched,
+                "on_overflow": on_overflow,
+            }
+
+
+def _limit_advice(exc: OSError) -> str:
+    """What to raise, for an error of the native observer."""
+    if exc.errno == errno.EMFILE:
+        return "falling back to polling; raise fs.inotify.max_user_instances"
+    return "falling back to polling; raise fs.inotify.max_user_watches"
+
+
+# -- forwarding -------------------------------------------------------------------------
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -76,7 +265,11 @@ class _Forwarder(FileSystemEventHandler):
 
     def _forward(self, raw: str | bytes) -> None:
         path = Path(os.fsdecode(raw))
-        if matches(self.watch, path.name):
+        try:
+            rel = path.relative_to(self.watch.path).as_posix()
+        except ValueError:
+            return
+        if matches(self.watch, rel):
             self.loop.call_soon_threadsafe(self.nominate, self.watch, path)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
@@ -91,49 +284,137 @@ class _Forwarder(FileSystemEventHandler):
 
     def nominate_tree(self, event: FileSystemEvent) -> None:
         root = Path(os.fsdecode(event.dest_path or event.src_path))
-        sub = WatchConfig(**{**self.watch.__dict__, "path": root})
-        for path, _, _ in scan(sub):
+        for path, _, _ in scan(self.watch, below=root):
             self.nominate(self.watch, path)
 
 
 class Watcher:
-    """One observer per watch; polling when configured or when native events fail."""
+    """One observer per watch; polling when configured or when native events fail.
 
-    def __init__(self, watch: WatchConfig, nominate: Callable[[WatchConfig, Path], None]) -> None:
+    `rescan(watch)` is called, on the loop, when events were lost (a queue overflow, a
+    switch to polling) and the watch must be scanned again now.
+    """
+
+    def __init__(
+        self,
+        watch: WatchConfig,
+        nominate: Callable[[WatchConfig, Path], None],
+        rescan: Callable[[WatchConfig], None],
+    ) -> None:
         self.watch = watch
         self.nominate = nominate
+        self.rescan = rescan
         self.observer: BaseObserver | None = None
         self.mode = "polling" if watch.polling else "native"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handler: _Forwarder | None = None
+        self._unwatched: str | None = None  # the first folder the watch limit left out
+        self._overflows = 0
+        self._rescan_timer: asyncio.TimerHandle | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self.watch.path.mkdir(parents=True, exist_ok=True)
-        handler = _Forwarder(self.watch, loop, self.nominate)
+        self._handler = _Forwarder(self.watch, loop, self.nominate)
         try:
-            self.observer = self._observer()
-            self.observer.schedule(handler, str(self.watch.path), recursive=self.watch.recursive)
-            self.observer.start()
+            self.observer = self._start_observer()
         except OSError as exc:
             log.warning(
                 "watch_native_failed",
                 watch=self.watch.name,
                 error=str(exc),
-                action="falling back to polling; raise fs.inotify.max_user_watches",
+                action=_limit_advice(exc),
             )
             self.mode = "polling"
-            self.observer = self._observer()
-            self.observer.schedule(handler, str(self.watch.path), recursive=self.watch.recursive)
-            self.observer.start()
+            self.observer = self._start_observer()
+        if self.mode == "native" and self._unwatched is not None:
+            self._switch_to_polling()  # the startup rescan follows: no rescan of our own
         log.info("watch_started", watch=self.watch.name, path=str(self.watch.path), mode=self.mode)
 
-    def _observer(self) -> BaseObserver:
+    def _start_observer(self) -> BaseObserver:
+        observer: BaseObserver
         if self.mode == "polling":
-            return PollingObserver(timeout=self.watch.poll_interval_seconds)
-        return Observer()
+            observer = PollingObserver(timeout=self.watch.poll_interval_seconds)
+        elif _HOOKS:
+            observer = _NativeObserver(
+                on_unwatched=self._on_unwatched, on_overflow=self._on_overflow
+            )
+        else:
+            observer = Observer()
+        try:
+            observer.schedule(self._handler, str(self.watch.path), recursive=self.watch.recursive)
+            observer.start()
+        except BaseException:
+            observer.stop()  # its inotify instance and reader thread, if it made them
+            raise
+        return observer
+
+    # observer side: any thread, so only hand over to the loop
+
+    def _on_unwatched(self, folder: bytes, exc: OSError) -> None:
+        if exc.errno != errno.ENOSPC or self._unwatched is not None:
+            return  # a folder gone while watches were added: nothing was missed
+        self._unwatched = relpath(self.watch, Path(os.fsdecode(folder)))
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._watch_limit_reached)
+
+    def _on_overflow(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._queue_overflowed)
+
+    # loop side
+
+    def _watch_limit_reached(self) -> None:
+        """A folder created while running could not be watched: poll, and rescan now."""
+        if self.mode == "native" and self.observer is not None:
+            self._switch_to_polling()
+            self.rescan(self.watch)
+
+    def _switch_to_polling(self) -> None:
+        log.warning(
+            "watch_limit_reached",
+            watch=self.watch.name,
+            folder=self._unwatched,
+            error="no inotify watch left for this folder (fs.inotify.max_user_watches)",
+            action=(
+                f"polling the whole watch every {self.watch.poll_interval_seconds:g} s "
+                "instead; raise fs.inotify.max_user_watches to get events back"
+            ),
+        )
+        native, self.observer = self.observer, None
+        self.mode = "polling"
+        if native is not None:
+            native.stop()  # gives its inotify watches back
+            native.join(timeout=5)
+        self.observer = self._start_observer()
+
+    def _queue_overflowed(self) -> None:
+        """Events were dropped by the kernel: rescan soon (one rescan per burst)."""
+        self._overflows += 1
+        if self._rescan_timer is None and self._loop is not None:
+            self._rescan_timer = self._loop.call_later(
+                OVERFLOW_RESCAN_DELAY_SECONDS, self._rescan_after_overflow
+            )
+
+    def _rescan_after_overflow(self) -> None:
+        self._rescan_timer = None
+        log.warning(
+            "watch_events_overflowed",
+            watch=self.watch.name,
+            overflows=self._overflows,
+            error="the inotify event queue overflowed; events were lost",
+            action="rescanning the watch now; raise fs.inotify.max_queued_events if it recurs",
+        )
+        self._overflows = 0
+        self.rescan(self.watch)
 
     def alive(self) -> bool:
         return self.observer is not None and self.observer.is_alive()
 
     def stop(self) -> None:
+        if self._rescan_timer is not None:
+            self._rescan_timer.cancel()
+            self._rescan_timer = None
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=5)

@@ -61,6 +61,8 @@ class Conversation:
     account: str
     created: float
     """UNIX time; the conversation's startTime."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The ``metadata`` object of the POST that created it, shown on every read."""
     job_ids: list[str] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
     message_count: int = 0
@@ -189,10 +191,13 @@ class State:
         source: PartSource,
         webhook_url: str | None,
         fail_reason: str | None,
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[str, str]:
         """Create a job (and, for a POST, its conversation) atomically; (conversationId, jobId).
 
-        Raises LimitReached or UnknownConversation and then creates nothing.
+        `metadata` becomes a new conversation's ``metadata``; an append's is ignored (the
+        conversation keeps what its first POST set). Raises LimitReached or
+        UnknownConversation and then creates nothing.
         """
         with self._cond:
             now = time.monotonic()
@@ -208,7 +213,7 @@ class State:
                 # Whole milliseconds, so the ISO startTime shown is the exact value filtered on.
                 created = math.floor(self._wall(now) * 1000) / 1000
                 self._conversations[conversation_id] = Conversation(
-                    conversation_id, name or conversation_id, account, created
+                    conversation_id, name or conversation_id, account, created, dict(metadata or {})
                 )
                 self._counters["conversations_created"] += 1
             job_id = self._new_job_id()
@@ -321,6 +326,7 @@ class State:
             id=conversation.id,
             name=conversation.name,
             start=conversation.created,
+            metadata=dict(conversation.metadata),
             parts=tuple(conversation.parts),
             complete=conversation.id not in self._pending,
         )

@@ -94,6 +94,7 @@ class _Submission:
                 source=source,
                 webhook_url=params.get("webhookUrl"),
                 fail_reason=fail,
+                metadata=params.get("metadata"),
             )
         except LimitReached:
             self.answer(429, limit_body(self.sb.options.concurrency_limit), "rejected")

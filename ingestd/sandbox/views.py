@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ingestd.sandbox.insights import (
@@ -34,6 +34,8 @@ class Snapshot:
     parts: tuple[Part, ...]
     complete: bool
     """No job of the conversation is still scheduled or in progress."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The ``metadata`` object its first POST carried (empty without one)."""
 
     @property
     def messages(self) -> list[Message]:
@@ -110,7 +112,7 @@ def conversation(snap: Snapshot) -> dict[str, Any]:
         "startTime": iso(snap.start),
         "endTime": iso(snap.start + snap.duration),
         "members": members(snap),
-        "metadata": {},
+        "metadata": dict(snap.metadata),
     }
 
 

@@ -3,14 +3,19 @@
 Every method that changes something commits before returning, so the caller's next side
 effect (an upload, a sink write) happens only once the change is on disk. Used from the
 event-loop thread only; each call is a few milliseconds.
+
+Every sqlite3 error, from any method, arrives as a `StoreError` naming the database file
+and what to do (`store_error`): a full disk, a lock held past the busy timeout, corruption.
+A failed write changes nothing: its transaction is rolled back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -18,8 +23,12 @@ from typing import Any
 
 from ingestd.errors import StoreError
 from ingestd.lifecycle import PIPELINE, State, check_transition
+from ingestd.logging import redact
+from ingestd.watch import escape_fs, unescape_fs
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long a write waits for another process's lock before it fails."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class RecordingRow:
 
     @property
     def path(self) -> Path:
-        return Path(self.watch_root) / self.relpath
+        return Path(self.watch_root) / unescape_fs(self.relpath)  # non-UTF-8 names: escaped
 
 
 _JSON_COLUMNS = {"media", "upload_media", "endpoint", "params"}
@@ -71,12 +80,18 @@ def _row(raw: sqlite3.Row) -> RecordingRow:
         if values[column] is not None:
             values[column] = json.loads(values[column])
     values["state"] = State(values["state"])
+    if values["upload_path"] is not None:
+        values["upload_path"] = unescape_fs(values["upload_path"])
     return RecordingRow(**values)
 
 
 def _encode(column: str, value: Any) -> Any:
+    if column == "error" and value:  # every writer's message, masked once more on its way in
+        value = redact(value)
     if column in _JSON_COLUMNS and value is not None:
         return json.dumps(value, sort_keys=True)
+    if isinstance(value, str):  # a path with a non-UTF-8 name: SQLite takes only UTF-8
+        return escape_fs(value)
     return value
 
 
@@ -87,17 +102,22 @@ class Store:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot open the state database {path}: {exc}; check the path, its "
                 f"permissions and free disk space"
             ) from None
+        raw.row_factory = sqlite3.Row
+        self._conn = _Connection(raw, path)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except StoreError:
+            raw.close()
+            raise
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -113,6 +133,18 @@ class Store:
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
             )
 
+    def check(self) -> None:
+        """Raise a StoreError unless every page of the database reads back sane.
+
+        SQLite finds damage only on the pages a query happens to read, so a daemon could
+        run for a while on a corrupt file and write into it. ``PRAGMA quick_check`` reads
+        the whole file (~0.2 s per 75 MB): for the daemon's start, not every CLI command.
+        """
+        problems = [r[0] for r in self._conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            lines = (" ".join(p.replace("*** in database main ***", "").split()) for p in problems)
+            raise _corrupt(self.path, "; ".join(line for line in lines if line))  # one line
+
     def _tx(self) -> Any:
         return _Transaction(self._conn)
 
@@ -120,10 +152,7 @@ class Store:
         self._conn.close()
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"state database {self.path}: {exc}") from None
+        return self._conn.execute(sql, args).fetchall()
 
     # -- recordings ----------------------------------------------------------------------
 
@@ -220,6 +249,7 @@ class Store:
         if unknown:
             raise ValueError(f"not writable: {sorted(unknown)}")
         now = time.time()
+        facts_json = redact(json.dumps(facts or {}, default=str))
         with self._tx():
             old = State(
                 self._conn.execute(
@@ -239,7 +269,7 @@ class Store:
             )
             self._conn.execute(
                 "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, ?, ?, ?)",
-                (recording_id, now, str(old), str(new), json.dumps(facts or {}, default=str)),
+                (recording_id, now, str(old), str(new), facts_json),
             )
             if mapping:
                 key, conversation_id, name = mapping
@@ -428,7 +458,7 @@ class Store:
             self._conn.execute(
                 f"UPDATE deliveries SET updated_at = ?, {assignments}"
                 " WHERE recording_id = ? AND sink = ?",
-                [time.time(), *columns.values(), recording_id, sink],
+                [time.time(), *(_encode(c, v) for c, v in columns.items()), recording_id, sink],
             )
 
     # -- reporting -----------------------------------------------------------------------
@@ -457,17 +487,111 @@ class Store:
         return [{**dict(r), "facts": json.loads(r["facts"] or "{}")} for r in rows]
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, so a writer never fails halfway on a busy database."""
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The StoreError for `exc`: names the database, the cause and what the operator can do.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    Full disk, lock and I/O errors are `transient` (the same write may succeed later);
+    corruption and everything else are not.
+    """
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == 13:  # SQLITE_FULL
+        return StoreError(
+            f"the state database {path} cannot be written: its disk is full ({exc}); "
+            f"free space there",
+            transient=True,
+        )
+    if code in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+        return StoreError(
+            f"the state database {path} is locked by another process for more than "
+            f"{BUSY_TIMEOUT_SECONDS:.0f} s ({exc}); stop whatever holds it (an sqlite3 shell, "
+            f"a backup tool)",
+            transient=True,
+        )
+    if code in (11, 26):  # SQLITE_CORRUPT, SQLITE_NOTADB
+        return _corrupt(path, str(exc))
+    if code in (10, 8, 14):  # SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN
+        return StoreError(
+            f"cannot read or write the state database {path} ({exc}); check its disk, "
+            f"the file's permissions and free space",
+            transient=True,
+        )
+    return StoreError(f"state database {path}: {exc}")
+
+
+def _corrupt(path: Path, detail: str) -> StoreError:
+    return StoreError(
+        f"the state database {path} is corrupt ({detail}); it is left as it is: restore it "
+        f"from a backup, or move it aside to start with an empty one"
+    )
+
+
+class _Result:
+    """A statement's rows, fetched at once (so a failing read fails inside `execute`)."""
+
+    def __init__(self, rows: list[Any], lastrowid: int | None, rowcount: int) -> None:
+        self._rows = rows
+        self.lastrowid = lastrowid
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+class _Connection:
+    """The sqlite3 connection, with every sqlite3 error turned into a `StoreError`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Result:
+        try:
+            cursor = self._conn.execute(sql, args)
+            return _Result(cursor.fetchall(), cursor.lastrowid, cursor.rowcount)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc) from None
+
+    def executescript(self, script: str) -> None:
+        try:
+            self._conn.executescript(script)
+        except sqlite3.Error as exc:
+            self.rollback()
+            raise store_error(self.path, exc) from None
+
+    def rollback(self) -> None:
+        """Undo an open transaction, if any; SQLite has already undone it after some errors."""
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, so a writer never fails halfway on a busy database.
+
+    Any error (in the body or at COMMIT, e.g. a full disk) rolls back and propagates.
+    """
+
+    def __init__(self, conn: _Connection) -> None:
         self._conn = conn
 
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is None:
+        if exc_type is not None:
+            self._conn.rollback()
+            return
+        try:
             self._conn.execute("COMMIT")
-        else:
-            self._conn.execute("ROLLBACK")
+        except StoreError:
+            self._conn.rollback()
+            raise

@@ -19,7 +19,8 @@ _LOG_PREFIX = re.compile(r"^\[[^\]]* @ (0x)?[0-9a-fA-F]+\]\s*")
 def run_ffprobe(
     args: list[str], path: Path, relpath: str, *, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``ffprobe -hide_banner ARGS PATH``; raise `Retryable` when it takes too long.
+    """Run ``ffprobe -hide_banner ARGS PATH``; raise `Retryable` when it takes too long
+    or cannot be started.
 
     Never raises for a non-zero exit: the caller decides what ffprobe's error means.
     `timeout` defaults to `PROBE_TIMEOUT_SECONDS`, read at call time.
@@ -41,6 +42,8 @@ def run_ffprobe(
             f"ffprobe did not finish reading {relpath} within {timeout:.0f} s "
             f"(a stalled disk or network mount?); will try again"
         ) from None
+    except OSError as exc:  # ffprobe missing or not executable
+        raise executables.cannot_run(argv[0], exc) from None
 
 
 def first_error_line(stderr: str, path: Path) -> str:

@@ -9,9 +9,11 @@ API may refuse) and never holds the file in memory. Each attempt reopens the fil
 
 A submission is not idempotent. When the connection fails *after* the whole body was sent,
 the API may have created the conversation (or appended the part) without us hearing of it,
-so the client does not send it again: it raises `Retryable`, and the core reconciles through
-`find_conversations` (by the conversation's name) before any new POST. Failures before the
-body was complete, and 429/5xx answers, are retried here.
+or may still be creating it, so the client does not send it again: it raises `AnswerLost`,
+and the core reconciles through `find_conversations` (by the conversation's name, then the
+upload tag in its ``metadata``) before any new POST, looking again for a while if the upload
+may still land. Failures before the body was complete, and 429/5xx answers, are retried
+here; they end in a plain `Retryable` (nothing arrived).
 """
 
 from __future__ import annotations
@@ -62,6 +64,29 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
+
+
+LOST_AFTER_TIMEOUT_SECONDS = 30.0
+"""We stopped waiting for the answer: the API may still be working on the upload this long."""
+LOST_AFTER_CLOSE_SECONDS = 10.0
+"""The connection closed (or the answer was unreadable): the API had the whole upload and,
+across a network cut or a proxy, may still finish it within its usual few seconds."""
+
+
+class AnswerLost(Retryable):
+    """A submission whose whole body was sent but whose answer never came (or made no sense).
+
+    The API may have created the conversation or appended the part, or may still be doing so.
+
+    Args:
+        may_land_within_seconds: how long from now the API may still create what was sent.
+            The core reads this attribute (it does not import plugins): until then, a lookup
+            that finds nothing is repeated rather than believed.
+    """
+
+    def __init__(self, message: str, *, may_land_within_seconds: float) -> None:
+        super().__init__(message)
+        self.may_land_within_seconds = may_land_within_seconds
 
 
 def poll_delays(first: float, maximum: float) -> Iterator[float]:
@@ -214,9 +239,13 @@ class SymblClient:
                 if not sent.complete:
                     raise  # nothing was created: the policy retries
                 thing = "conversation" if method == "POST" else "appended part"
-                raise Retryable(
+                timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
+                raise AnswerLost(
                     f"{what}: the connection failed after the whole upload was sent "
-                    f"({describe(exc)}); the {thing} may exist, so it is not sent again blindly"
+                    f"({describe(exc)}); the {thing} may exist, so it is not sent again blindly",
+                    may_land_within_seconds=LOST_AFTER_TIMEOUT_SECONDS
+                    if timed_out
+                    else LOST_AFTER_CLOSE_SECONDS,
                 ) from None
             except OSError as exc:
                 raise Retryable(f"{what}: cannot read {source}: {exc.strerror}") from None
@@ -237,7 +266,10 @@ class SymblClient:
         try:
             submission = Submission(str(data["conversationId"]), str(data["jobId"]))
         except (KeyError, TypeError):
-            raise Retryable(f"{what}: the answer holds no conversationId/jobId") from None
+            raise AnswerLost(
+                f"{what}: the answer holds no conversationId/jobId",
+                may_land_within_seconds=LOST_AFTER_CLOSE_SECONDS,
+            ) from None
         record_upload(size, self._clock() - started)
         log.info(
             "upload_finished",
@@ -394,5 +426,10 @@ def _json(response: httpx.Response, what: str, *, lost: bool = False) -> Any:
     try:
         return response.json()
     except ValueError:
-        extra = "; the conversation may exist" if lost else ""
-        raise Retryable(f"{what}: HTTP {response.status_code} answer is not JSON{extra}") from None
+        if lost:
+            message = f"{what}: HTTP {response.status_code} answer is not JSON"
+            raise AnswerLost(
+                f"{message}; the conversation may exist",
+                may_land_within_seconds=LOST_AFTER_CLOSE_SECONDS,
+            ) from None
+        raise Retryable(f"{what}: HTTP {response.status_code} answer is not JSON") from None

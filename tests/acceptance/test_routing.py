@@ -24,8 +24,12 @@ def sha256(path: Path) -> str:
 
 
 def by_name(sandbox: Any) -> dict[str, dict[str, Any]]:
-    """Created submissions keyed by the conversation name they were sent with."""
+    """Created submissions keyed by the conversation name they were sent with; the daemon's
+    own upload tag (checked here) is taken out of each one's params, leaving the user's."""
     subs = [s for s in sandbox.submissions() if s["outcome"] == "created"]
+    for sub in subs:
+        tag = sub["params"].pop("metadata", {}).get("ingestdUploadId")
+        assert isinstance(tag, str) and len(tag) == 32, f"every POST is tagged: {sub['params']}"
     out = {s["params"]["name"]: s for s in subs}
     assert len(out) == len(subs), f"one submission per recording: {[s['params'] for s in subs]}"
     return out

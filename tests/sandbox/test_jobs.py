@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 import uuid
@@ -166,6 +167,25 @@ def test_conversation_name_defaults_to_id_and_first_submission_wins(api):
     api.upload(wav(), conversation_id=named, params={"name": "Other"})
     assert api.get(f"/v1/conversations/{unnamed}").json()["name"] == unnamed
     assert api.get(f"/v1/conversations/{named}").json()["name"] == "Q3 review"
+
+
+def test_conversation_metadata_is_the_first_submissions(api):
+    """A POST's `metadata` (query for files, body for URLs) is the conversation's `metadata`
+    on reads and in the list; an append's is ignored; without one it is {}."""
+    tag = {"ingestdUploadId": "abc", "salesStage": "qualification"}
+    cid = api.upload(wav(), params={"metadata": json.dumps(tag)}).json()["conversationId"]
+    api.upload(wav(), conversation_id=cid, params={"metadata": json.dumps({"other": "x"})})
+    by_url = api.submit_url("https://example.com/a.mp3", metadata={"k": "v"}).json()
+    plain = api.upload(wav()).json()["conversationId"]
+
+    def metadata(conversation_id: str) -> dict:
+        return api.get(f"/v1/conversations/{conversation_id}").json()["metadata"]
+
+    assert metadata(cid) == tag
+    assert metadata(by_url["conversationId"]) == {"k": "v"}
+    assert metadata(plain) == {}
+    listed = api.get("/v1/conversations").json()["conversations"]
+    assert {c["id"]: c["metadata"] for c in listed}[cid] == tag
 
 
 def test_list_conversations_filters_and_pages(api):

@@ -1,0 +1,140 @@
+"""Intake when the state database fails: loud, paused, and nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ingestd import intake as intake_module
+from ingestd.config import WatchConfig
+from ingestd.errors import StoreError
+from ingestd.intake import Intake
+from ingestd.lifecycle import State
+from ingestd.store import Store
+from ingestd.store.sqlite import store_error
+
+
+class NoPlugins:
+    """No conversation-key answer: every recording starts a conversation of its own."""
+
+    def call_first(self, hook_name: str, **kwargs: Any) -> tuple[None, None]:
+        return None, None
+
+
+class FullDisk:
+    """Makes `store.insert` fail as on a full disk (SQLITE_FULL) while `full` is set."""
+
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = True
+        real = store.insert
+
+        def insert(**kwargs: Any):
+            if self.full:
+                exc = sqlite3.OperationalError("database or disk is full")
+                exc.sqlite_errorcode = 13
+                raise store_error(store.path, exc)
+            return real(**kwargs)
+
+        monkeypatch.setattr(store, "insert", insert)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(intake_module, "STORE_RETRY_INITIAL_SECONDS", 0.1)
+    store = Store(tmp_path / "state.db")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watch = WatchConfig(name="inbox", path=inbox)
+    renominated: list[Path] = []
+    intake = Intake(
+        store,
+        NoPlugins(),  # type: ignore[arg-type]
+        lambda row: row,
+        on_new=lambda: None,
+        renominate=lambda w, p: renominated.append(p),
+    )
+    return store, intake, watch, renominated
+
+
+def drop(watch: WatchConfig, name: str, data: bytes) -> Path:
+    path = watch.path / name
+    path.write_bytes(data)
+    return path
+
+
+class TestStoreFailures:
+    def test_full_store_pauses_intake_loudly_then_records_the_file(
+        self, setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A failed insert logs one error, holds the file (not known), and hands it back to
+        settling after the back-off; once the store can write, it is recorded once."""
+        store, intake, watch, renominated = setup
+        path = drop(watch, "a.wav", b"a" * 100)
+
+        async def scenario() -> list[dict[str, Any]]:
+            disk = FullDisk(store, monkeypatch)
+            with capture_logs() as logs:
+                await intake.settled(watch, path)  # must not raise
+                assert intake.paused
+                assert not intake.is_known(watch, path, 100, path.stat().st_mtime)
+                await intake.settled(watch, path)  # while paused: held, not tried
+                disk.full = False
+                await asyncio.sleep(0.3)
+                assert renominated == [path]
+                await intake.settled(watch, path)
+            return logs
+
+        logs = asyncio.run(scenario())
+        errors = [e for e in logs if e["log_level"] == "error"]
+        assert [e["event"] for e in errors] == ["intake_paused"]
+        assert "disk is full" in errors[0]["error"]
+        assert any(e["event"] == "intake_resumed" for e in logs)
+        rows = [r for r in store.all() if r.relpath == "a.wav"]
+        assert [r.state for r in rows] == [State.DISCOVERED]
+        assert intake.is_known(watch, path, 100, path.stat().st_mtime)
+
+    def test_a_bug_is_logged_and_the_file_stays_unknown(
+        self, setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An unexpected exception never escapes the fire-and-forget task; a rescan retries."""
+        store, intake, watch, _ = setup
+        path = drop(watch, "b.wav", b"b" * 50)
+
+        def broken(**_: Any) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(store, "insert", broken)
+        with capture_logs() as logs:
+            asyncio.run(intake.settled(watch, path))
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["intake_crashed"]
+        assert not intake.is_known(watch, path, 50, path.stat().st_mtime)
+        assert not intake.paused
+
+    def test_unreadable_file_retried_after_a_failed_commit_is_recorded_once(
+        self, setup, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Inserted, then the rejection could not be committed: the retry finishes the same
+        row instead of adding a second one."""
+        store, intake, watch, _ = setup
+        path = drop(watch, "locked.wav", b"c" * 30)
+        stat = path.stat()
+        real_transition = store.transition
+        calls = {"n": 0}
+
+        def flaky_transition(*args: Any, **kwargs: Any):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StoreError("disk full", transient=True)
+            return real_transition(*args, **kwargs)
+
+        monkeypatch.setattr(store, "transition", flaky_transition)
+        with pytest.raises(StoreError, match="disk full"):
+            intake._record_unreadable(watch, "locked.wav", stat)
+        intake._record_unreadable(watch, "locked.wav", stat)
+        rows = [r for r in store.all() if r.relpath == "locked.wav"]
+        assert [r.state for r in rows] == [State.REJECTED]
