@@ -188,10 +188,15 @@ def daemon_config(
     watch: dict[str, Any] | None = None,
     symbl: dict[str, Any] | None = None,
     pipeline: dict[str, Any] | None = None,
+    webhook: bool = True,
 ) -> dict[str, Any]:
     """A config as an operator would write it: the shipped defaults for polling, retries and
     everything else, except a short settle window (the bench measures from the settled
-    moment) and JSON logs at info level (what journald gets)."""
+    moment) and JSON logs at info level (what journald gets).
+
+    `webhook`: take Symbl's job-status POSTs on loopback, as a deployment that Symbl can
+    reach is set up (``symbl.webhook``); False measures polling alone.
+    """
     inbox = root / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
     return {
@@ -200,6 +205,7 @@ def daemon_config(
             "app_id": "sandbox",
             "app_secret": "sandbox",
             "max_concurrent_jobs": 5,
+            **({"webhook": {"listen": "127.0.0.1:0"}} if webhook else {}),
             **(symbl or {}),
         },
         "state": {"url": f"sqlite:///{root / 'state' / 'state.db'}"},

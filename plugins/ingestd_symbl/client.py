@@ -46,6 +46,7 @@ from ingestd_symbl.insights import KINDS, NOT_READY, insight_value, timestamp
 from ingestd_symbl.options import SymblOptions
 from ingestd_symbl.params import encode_query, submit_path, url_request
 from ingestd_symbl.retry import TRANSIENT_ERRORS, RetryPolicy, describe
+from ingestd_symbl.webhook import JobWebhook
 
 log = structlog.get_logger()
 
@@ -146,6 +147,9 @@ class SymblClient:
             clock=clock,
             timeout=options.request_timeout_seconds,
         )
+        self.webhook = JobWebhook(**vars(options.webhook)) if options.webhook.listen else None
+        self._webhook_started = False
+        self._webhook_missed_said = False
         self._upload_timeout = httpx.Timeout(
             options.request_timeout_seconds,
             read=options.upload_timeout_seconds,
@@ -202,6 +206,7 @@ class SymblClient:
         conversation_id: str | None,
     ) -> Submission:
         """POST a new conversation or PUT an append; see the module docstring on retries."""
+        params = await self._with_webhook(params)
         method = "PUT" if conversation_id else "POST"
         path = submit_path(endpoint.kind, conversation_id)
         what = f"{method} {path}"
@@ -301,36 +306,80 @@ class SymblClient:
     async def wait_for_job(
         self, job_id: str, *, expected_seconds: float | None = None
     ) -> JobStatus:
-        """Poll with growing gaps until the job is terminal; transient errors are outlived."""
+        """Poll with growing gaps until the job is terminal; transient errors are outlived.
+
+        With the webhook listening, polling is only the safety net: the gaps start at
+        ``poll_max_seconds`` and an update POSTed for this job cuts the current gap short.
+        """
         started = self._clock()
         deadline = started + self.options.job_timeout_seconds
-        delays = poll_delays(self._first_delay(expected_seconds), self.options.poll_max_seconds)
+        hook = self.webhook if self._webhook_started else None
+        first = self.options.poll_max_seconds if hook else self._first_delay(expected_seconds)
+        delays = poll_delays(first, self.options.poll_max_seconds)
         status: JobStatus | None = None
         polls = 0
-        while True:
-            delay = next(delays)
-            await self._sleep(max(0.0, min(delay, deadline - self._clock())))
-            polls += 1
-            try:
-                status = await self.job_status(job_id)
-            except Retryable as exc:
-                log.warning("job_poll_failed", job_id=job_id, error=str(exc), polls=polls)
-            else:
-                if status.is_terminal:
-                    waited = round(self._clock() - started, 3)
-                    log.info(
-                        "job_finished",
-                        job_id=job_id,
-                        status=str(status),
-                        polls=polls,
-                        waited_s=waited,
+        try:
+            while True:
+                delay = max(0.0, min(next(delays), deadline - self._clock()))
+                if hook is not None:
+                    await hook.wait(job_id, delay)
+                else:
+                    await self._sleep(delay)
+                polls += 1
+                try:
+                    status = await self.job_status(job_id)
+                except Retryable as exc:
+                    log.warning("job_poll_failed", job_id=job_id, error=str(exc), polls=polls)
+                else:
+                    if status.is_terminal:
+                        log.info(
+                            "job_finished",
+                            job_id=job_id,
+                            status=str(status),
+                            polls=polls,
+                            waited_s=round(self._clock() - started, 3),
+                        )
+                        return status
+                if self._clock() >= deadline:
+                    raise Retryable(
+                        f"job {job_id} is still {status or 'unknown'} after "
+                        f"{self.options.job_timeout_seconds:.0f} s; it will be polled again later"
                     )
-                    return status
-            if self._clock() >= deadline:
-                raise Retryable(
-                    f"job {job_id} is still {status or 'unknown'} after "
-                    f"{self.options.job_timeout_seconds:.0f} s; it will be polled again later"
+        finally:
+            if hook is not None and hook.forget(job_id) is None and status and status.is_terminal:
+                self._webhook_missed(job_id)
+
+    def _webhook_missed(self, job_id: str) -> None:
+        """Said once: every later job would say the same, and polling still finds them."""
+        if not self._webhook_missed_said:
+            self._webhook_missed_said = True
+            log.warning(
+                "webhook_missed",
+                job_id=job_id,
+                url=self.webhook.url if self.webhook else None,
+                hint="no job-status update reached symbl.webhook; check public_url and "
+                "that Symbl can reach it. Jobs are still found by polling, more slowly",
+            )
+
+    async def _with_webhook(self, params: Params) -> Params:
+        """Ask for job-status POSTs, unless the user set their own ``webhookUrl``. The
+        listener starts with the first submission, inside the daemon's event loop."""
+        if self.webhook is None or "webhookUrl" in params:
+            return params
+        if not self._webhook_started:
+            try:
+                await self.webhook.start()
+            except OSError as exc:
+                log.error(
+                    "webhook_unavailable",
+                    listen=f"{self.webhook.host}:{self.webhook.port}",
+                    error=exc.strerror or str(exc),
+                    action="polling only",
                 )
+                self.webhook = None
+                return params
+            self._webhook_started = True
+        return Params({**params, "webhookUrl": self.webhook.url})
 
     async def wait_for_messages(self, conversation_id: str, *, timeout_seconds: float) -> bool:
         """Poll ``/messages`` on the same schedule until there are some; False on timeout."""
@@ -415,6 +464,8 @@ class SymblClient:
     async def aclose(self) -> None:
         """Close the connections, then run `on_close` (the sandbox backend stops its server)."""
         try:
+            if self.webhook is not None:
+                await self.webhook.aclose()
             await self._http.aclose()
         finally:
             if self._on_close is not None:

@@ -33,6 +33,20 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """The job-status webhook listener (``symbl.webhook``); `listen` None = polling only."""
+
+    listen: str | None = None
+    """``HOST:PORT`` to take Symbl's job-status POSTs on."""
+    public_url: str | None = None
+    """The URL Symbl posts to, when it is not ``http://LISTEN/symbl/job-status`` itself."""
+
+
+SANDBOX_WEBHOOK = WebhookSettings(listen="127.0.0.1:0")
+"""The embedded sandbox runs beside the daemon, so it can always reach a loopback listener."""
+
+
+@dataclass(frozen=True)
 class SymblOptions:
     """How the client reaches the API and how hard it tries. Times are seconds."""
 
@@ -51,6 +65,7 @@ class SymblOptions:
     job_timeout_seconds: float = 4 * 3600 + 1800
     """The API's 4 h duration limit plus slack: a job running longer is stuck."""
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def is_sandbox(self) -> bool:
@@ -75,7 +90,9 @@ _SANDBOX_NUMBERS: dict[str, tuple[type, float, bool]] = {
     "concurrency_limit": (int, 1, True),
     "token_lifetime_seconds": (float, 0, False),
 }
-KEYS = ("base_url", "app_id", "app_secret", "sandbox", *_NUMBERS)
+KEYS = ("base_url", "app_id", "app_secret", "sandbox", "webhook", *_NUMBERS)
+_WEBHOOK_KEYS = ("listen", "public_url")
+_ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 class _Problems:
@@ -159,6 +176,37 @@ def _sandbox(problems: _Problems, value: Any) -> SandboxSettings | None:
     return SandboxSettings(**found)
 
 
+def _webhook(problems: _Problems, value: Any, base_url: str | None) -> WebhookSettings | None:
+    """``webhook: false`` turns it off; a mapping sets `listen` and maybe `public_url`."""
+    if value is False or value is None:
+        return WebhookSettings()
+    if not isinstance(value, Mapping):
+        problems.add("webhook", f"expected a mapping or false, got {type(value).__name__}")
+        return None
+    problems.unknown_keys(value, _WEBHOOK_KEYS, "webhook.")
+    listen, public_url = value.get("listen"), value.get("public_url")
+    host = None
+    if not isinstance(listen, str):
+        problems.add("webhook.listen", f"expected HOST:PORT (required), got {listen!r}")
+    else:
+        host, sep, port = listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            problems.add("webhook.listen", f"expected HOST:PORT, got {listen!r}")
+    if public_url is not None:
+        parts = urlsplit(public_url) if isinstance(public_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.add("webhook.public_url", f"expected an http(s) URL, got {public_url!r}")
+    elif host in _ANY_ADDRESS and base_url != SANDBOX:
+        problems.add(
+            "webhook.public_url",
+            f"required when listening on {listen!r}: the URL at which Symbl reaches this host",
+        )
+    if problems.lines:
+        return None
+    return WebhookSettings(listen=listen, public_url=public_url)
+
+
 def from_mapping(m: Mapping[str, Any], key_path: str = "symbl") -> SymblOptions:
     """Validate the ``symbl`` section; raise `ConfigError` listing every problem."""
     problems = _Problems(key_path)
@@ -175,8 +223,19 @@ def from_mapping(m: Mapping[str, Any], key_path: str = "symbl") -> SymblOptions:
     app_secret = _credential(problems, m, "app_secret", default)
     numbers = {k: _number(problems, m, k, spec, "") for k, spec in _NUMBERS.items() if k in m}
     sandbox = _sandbox(problems, m["sandbox"]) if "sandbox" in m else SandboxSettings()
+    if "webhook" in m:
+        webhook = _webhook(problems, m["webhook"], base_url)
+    else:
+        webhook = SANDBOX_WEBHOOK if base_url == SANDBOX else WebhookSettings()
     if not problems.lines:
-        options = SymblOptions(base_url, app_id, app_secret, sandbox=sandbox, **numbers)  # type: ignore[arg-type]
+        options = SymblOptions(
+            base_url,  # type: ignore[arg-type]
+            app_id,
+            app_secret,
+            sandbox=sandbox,  # type: ignore[arg-type]
+            webhook=webhook,  # type: ignore[arg-type]
+            **numbers,
+        )
         if options.backoff_max_seconds < options.backoff_initial_seconds:
             problems.add("backoff_max_seconds", "expected ≥ backoff_initial_seconds")
         if options.poll_max_seconds < options.poll_initial_seconds:

@@ -6,7 +6,7 @@ import pytest
 
 from ingestd.config import Secret
 from ingestd.errors import ConfigError
-from ingestd_symbl.options import SandboxSettings, SymblOptions, from_mapping
+from ingestd_symbl.options import SandboxSettings, SymblOptions, WebhookSettings, from_mapping
 
 
 def problems(mapping: dict) -> list[str]:
@@ -152,3 +152,41 @@ class TestSecrets:
         """A wrongly typed secret is reported without its value."""
         lines = problems({"base_url": "https://x.test", "app_id": "a", "app_secret": 918273645})
         assert lines == ["symbl.app_secret: expected a non-empty string"]
+
+
+REAL = {"base_url": "https://api.symbl.ai", "app_id": "a", "app_secret": "b"}
+
+
+class TestWebhook:
+    def test_on_by_default_for_the_embedded_sandbox_only(self) -> None:
+        """The sandbox can always reach loopback; the real API needs a public URL first."""
+        assert from_mapping({"base_url": "sandbox"}).webhook == WebhookSettings("127.0.0.1:0")
+        assert from_mapping(REAL).webhook == WebhookSettings()
+        assert from_mapping({"base_url": "sandbox", "webhook": False}).webhook.listen is None
+
+    def test_listen_and_public_url(self) -> None:
+        options = from_mapping(
+            {
+                **REAL,
+                "webhook": {"listen": "0.0.0.0:8471", "public_url": "https://in.example.com/h"},
+            }
+        )
+        assert options.webhook == WebhookSettings("0.0.0.0:8471", "https://in.example.com/h")
+
+    @pytest.mark.parametrize(
+        ("webhook", "expected"),
+        [
+            ("yes", "symbl.webhook: expected a mapping or false, got str"),
+            ({}, "symbl.webhook.listen: expected HOST:PORT (required), got None"),
+            ({"listen": "localhost"}, "symbl.webhook.listen: expected HOST:PORT, got 'localhost'"),
+            ({"listen": "0.0.0.0:8471"}, "symbl.webhook.public_url: required when listening on"),
+            (
+                {"listen": "127.0.0.1:1", "public_url": "ftp://x"},
+                "symbl.webhook.public_url: expected an http(s) URL, got 'ftp://x'",
+            ),
+            ({"listen": "127.0.0.1:1", "publik_url": "x"}, "did you mean 'public_url'?"),
+        ],
+    )
+    def test_problems_name_the_key(self, webhook: object, expected: str) -> None:
+        found = problems({**REAL, "webhook": webhook})
+        assert any(expected in line for line in found), found
