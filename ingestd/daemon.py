@@ -29,7 +29,7 @@ from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, StoreError
 from ingestd.intake import Intake
-from ingestd.lifecycle import PIPELINE, State
+from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
 from ingestd.logging import register_config_secrets
 from ingestd.metrics import Health, MetricsServer
 from ingestd.pipeline import Pipeline
@@ -42,7 +42,6 @@ from ingestd.watch import Watcher, scan
 
 log = structlog.get_logger()
 
-IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED)
 # Stages that may be interrupted at shutdown without waiting: their state is durable and
 # resuming them repeats nothing that reached the API.
 _CANCEL_AT_ONCE = (State.SUBMITTED, State.QUEUED, State.DISCOVERED, State.PROBED)
@@ -375,9 +374,17 @@ class Daemon:
     def _dispatch_once(self) -> None:
         limit = int(self.config.symbl.get("max_concurrent_jobs", 5))
         in_flight = self.store.count_states(IN_FLIGHT)
+        # Probes and transcodes are CPU work: a few at a time get the first recordings to the
+        # API at once, where starting a whole batch together would starve the event loop.
+        preparing_limit = 2 * self.config.pipeline.transcode_workers
+        preparing = sum(1 for _, state in self._active.values() if state in PREPARING)
         for row_id, state in self.store.runnable(time.time()):
             if row_id in self._active or (state is State.QUEUED and in_flight >= limit):
                 continue
+            if state in PREPARING:
+                if preparing >= preparing_limit:
+                    continue
+                preparing += 1
             row = self.store.get(row_id)
             if state is State.QUEUED:
                 if self.store.earlier_part_pending(row):

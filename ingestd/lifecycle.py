@@ -77,7 +77,13 @@ PIPELINE = (
 )
 """The non-terminal states, in order; each has exactly one stage in `ingestd.pipeline`."""
 
-_BEFORE_UPLOAD = (State.DISCOVERED, State.PROBED, State.TRANSCODED, State.QUEUED)
+PREPARING = (State.DISCOVERED, State.PROBED, State.TRANSCODED)
+"""Local work before a recording may queue for the API: probe and transcode."""
+
+IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED)
+"""Recordings that hold one of the account's concurrent jobs."""
+
+_BEFORE_UPLOAD = (*PREPARING, State.QUEUED)
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.DISCOVERED: frozenset({State.PROBED, State.DUPLICATE, State.REJECTED, State.FAILED}),

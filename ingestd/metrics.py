@@ -38,12 +38,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from ingestd.errors import IngestdError
-from ingestd.lifecycle import PIPELINE, State
+from ingestd.lifecycle import IN_FLIGHT, PIPELINE, State
 
 log = structlog.get_logger()
 
-# Recordings that hold one of the account's concurrent jobs (the daemon's IN_FLIGHT).
-IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED)
 
 # -- counters fed by the Symbl client ----------------------------------------------------
 
