@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -33,6 +34,7 @@ from ingestd.watch import relpath
 log = structlog.get_logger()
 
 _CHUNK = 1 << 20
+HASH_THREADS = 2
 STORE_RETRY_INITIAL_SECONDS = 2.0
 STORE_RETRY_MAX_SECONDS = 30.0
 """Back-off between tries while the state database cannot be written."""
@@ -83,6 +85,9 @@ class Intake:
         self._store_failures = 0
         self._paused_until = 0.0
         self._retry: asyncio.TimerHandle | None = None
+        # Hashing has threads of its own: a batch of hundreds of files would otherwise queue
+        # ahead of the pipeline's probes and upload reads in asyncio's shared pool.
+        self._hashing = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="ingestd-hash")
 
     def known(self, watch: WatchConfig) -> dict[str, tuple[int, float]]:
         if watch.name not in self._known:
@@ -173,7 +178,9 @@ class Intake:
             return False
         structlog.contextvars.bind_contextvars(watch=watch.name, path=rel)
         try:
-            digest = await asyncio.to_thread(sha256_file, path)
+            digest = await asyncio.get_running_loop().run_in_executor(
+                self._hashing, sha256_file, path
+            )
         except PermissionError:
             self._record_unreadable(watch, rel, before)
             return True
