@@ -338,7 +338,10 @@ class Daemon:
     async def _periodic_rescan(self) -> None:
         while True:
             await asyncio.sleep(self.config.pipeline.rescan_interval_seconds)
-            await self._rescan()
+            try:
+                await self._rescan()
+            except StoreError as exc:  # locked or full for now: the next rescan tries again
+                log.error("rescan_failed", error=str(exc))
 
     async def _heartbeat(self) -> None:
         """WATCHDOG=1 from the event loop while every watcher thread is alive."""
@@ -353,7 +356,10 @@ class Daemon:
             systemd.notify("WATCHDOG=1", f"STATUS={self._status_line()}")
 
     def _status_line(self) -> str:
-        counts = self.store.counts_by_state()
+        try:
+            counts = self.store.counts_by_state()
+        except StoreError as exc:  # the heartbeat goes on; systemd shows why
+            return f"state store unavailable: {exc}"
         busy = sum(counts.get(str(s), 0) for s in PIPELINE)
         return (
             f"{busy} in progress, {counts.get('done', 0)} done, "
