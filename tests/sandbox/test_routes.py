@@ -5,7 +5,11 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
+import time
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.sandbox.conftest import wav
@@ -119,3 +123,17 @@ def test_malformed_request_line_gets_json_400(sandbox):
 def test_trailing_slash_is_tolerated(api):
     """`/v1/conversations/` routes like `/v1/conversations`."""
     assert api.get("/v1/conversations/").status_code == 200
+
+
+def test_a_client_that_resets_its_connection_is_not_reported(sandbox, capsys):
+    """A killed client (an RST mid-request) is routine for the emulator: no traceback."""
+    parts = urlsplit(sandbox.url)
+    host, port = parts.hostname, parts.port
+    for _ in range(3):
+        client = socket.create_connection((host, port))
+        client.sendall(b"GET /v1/job/x HTTP/1.1\r\n")  # and never the rest
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # linger 0: the kernel answers with RST, as when a process is killed
+    time.sleep(0.3)
+    assert "Traceback" not in capsys.readouterr().err
+    assert httpx.get(f"{sandbox.url}/v1/nothing").status_code == 404
