@@ -86,7 +86,16 @@ class TestDecisions:
     def test_argv_shape(self, media: dict[str, Path], name: str) -> None:
         """Every plan is one ffmpeg run with literal {input} and {output} placeholders."""
         argv = _plan(media[name]).argv
-        assert argv[:6] == (executables.ffmpeg(), "-nostdin", "-hide_banner", "-y", "-i", "{input}")
+        assert argv[:8] == (
+            executables.ffmpeg(),
+            "-nostdin",
+            "-hide_banner",
+            "-y",
+            "-thread_queue_size",
+            "64",
+            "-i",
+            "{input}",
+        )
         assert argv[-1] == "{output}"
         assert argv.count("{input}") == argv.count("{output}") == 1
 
