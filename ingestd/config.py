@@ -79,6 +79,9 @@ class Config:
     log_level: str = "info"
     log_format: str = "auto"
     metrics_listen: str | None = None
+    # Where each key came from, so problems found later (plugin options) name file and line
+    source: str = field(default="<config>", compare=False)
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def state_path(self) -> Path | None:

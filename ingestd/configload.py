@@ -62,8 +62,8 @@ class _Problems:
         self.lines = lines
         self.items: list[str] = []
 
-    def add(self, key_path: str, message: str) -> None:
-        line, path = None, key_path
+    def add(self, key_path: str, message: str, *, line_path: str | None = None) -> None:
+        line, path = None, line_path or key_path
         while line is None and path:  # a missing key: point at its parent
             line = self.lines.get(path)
             parent = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
@@ -352,7 +352,28 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         log_level=level,
         log_format=log_format,
         metrics_listen=str(metrics_listen) if metrics_listen else None,
+        source=source,
+        lines=problems.lines,
     )
+
+
+def locate(config: Config, problems: list[str]) -> list[str]:
+    """Prefix problems found after loading (``key.path: message``, from plugins' option checks)
+    with the file and line of that key, like the loader's own; ``watch[NAME]`` is found by name.
+    """
+    names = {w.name: i for i, w in enumerate(config.watches)}
+    located = _Problems(config.source, dict(config.lines))
+    for problem in problems:
+        key_path, sep, message = problem.partition(": ")
+        watch = re.match(r"watch\[([^\]]*)\]", key_path)
+        if watch and watch.group(1) in names:  # the line of watch[i], the name in the message
+            line_path = f"watch[{names[watch.group(1)]}]" + key_path[watch.end() :]
+            located.add(key_path, message, line_path=line_path)
+        elif sep and " " not in key_path and not problem.startswith(f"{config.source}:"):
+            located.add(key_path, message)
+        else:  # not about a key, or located already
+            located.items.append(problem)
+    return located.items
 
 
 def load_config(path: str | Path, *, reader: Callable[[Path], str] | None = None) -> Config:

@@ -26,7 +26,7 @@ import structlog
 
 from ingestd import systemd
 from ingestd.config import Config, WatchConfig
-from ingestd.configload import load_config
+from ingestd.configload import load_config, locate
 from ingestd.errors import ConfigError, IngestdError, StoreError
 from ingestd.intake import Intake
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
@@ -50,8 +50,11 @@ _CANCEL_AT_ONCE = (State.SUBMITTED, State.QUEUED, State.DISCOVERED, State.PROBED
 def build_backend(config: Config, plugins: Plugins) -> Backend:
     base_url = str(config.symbl.get("base_url", ""))
     kind = "sandbox" if base_url == "sandbox" else "symbl"
-    factory = plugins.backends.get(kind, key_path="symbl.base_url")
-    return factory(config.symbl, config.state_dir)
+    try:
+        factory = plugins.backends.get(kind, key_path="symbl.base_url")
+        return factory(config.symbl, config.state_dir)
+    except ConfigError as exc:
+        raise ConfigError(locate(config, exc.problems)) from None
 
 
 def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
@@ -76,7 +79,7 @@ def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(locate(config, problems))
     return sinks
 
 
@@ -90,7 +93,7 @@ def validate_watches(config: Config, plugins: Plugins) -> None:
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(locate(config, problems))
 
 
 def _heartbeat_seconds() -> float:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from ingestd.config import Secret
 from ingestd.configload import load_config, parse_config
+from ingestd.daemon import build_backend, build_sinks, validate_watches
 from ingestd.errors import ConfigError
+from ingestd.plugins import Plugins, load_plugins
 
 GOOD = """\
 symbl:
@@ -58,51 +61,118 @@ class TestGoodConfig:
 
 S = "symbl: {base_url: sandbox}\n"
 W = "watch: [{path: a}]\n"
+WATCH = S + "watch:\n  - path: a\n"  # lines 1-3; the watch's own keys from line 4
 
+# (broken YAML, the start of the problem line it must produce: file, line, key path, gist)
 BROKEN = [
-    ("symbl: {}\nwatch: [{path: a}]", "symbl.base_url: expected 'sandbox'"),
-    ("symbl: {base_url: sandbox}", "watch: expected a list of folders"),
-    (S + "watch: [{path: a, settle_seconds: five}]",
-     "watch[0].settle_seconds: expected a number >= 0, got 'five'"),
-    (S + "watch: [{path: a, recursiv: true}]",
-     "watch[0].recursiv: unknown key; did you mean 'recursive'?"),
-    (S + W + "sinkz: []", "sinkz: unknown key; did you mean 'sinks'?"),
-    (S + "watch: [{path: a}, {path: a}]",
-     "watch[1].name: watch name 'a' is used twice"),
-    (S + "watch: [{settle_seconds: 1}]", "watch[0].path: expected the folder"),
-    (S + W + "sinks: [{path: x}]",
-     "sinks[0]: expected a mapping with a 'type'"),
-    (S + W + "logging: {level: loud}", "logging.level: expected debug"),
-    (S + W + "pipeline: {max_attempts: 0}",
-     "pipeline.max_attempts: expected a whole number >= 1, got 0"),
-    (S + W + "pipeline: {fetch: [messages, nope]}",
-     "pipeline.fetch[1]: expected one of"),
-    ("symbl: {base_url: sandbox, app_secret: '${NOT_SET_ANYWHERE}'}\nwatch: [{path: a}]",
-     "symbl.app_secret: environment variable NOT_SET_ANYWHERE is not set"),
-    (S + "watch: [{path: a, patterns: 3}]",
-     "watch[0].patterns: expected a list of strings"),
-    (S + "watch: [{path: a, recursive: maybe}]",
-     "watch[0].recursive: expected true or false, got 'maybe'"),
-    (S + W + "state: {url: 'postgres://x'}",
-     "state.url: expected sqlite:///"),
-    ("symbl: [1, 2]\nwatch: [{path: a}]", "symbl: expected a mapping"),
-    ("- just\n- a list", "expected a mapping at the top level"),
-    ("symbl: {base_url: sandbox\nwatch: [", "not valid YAML"),
-    (S + "watch: [{path: a, conversation: folder}]",
-     "watch[0].conversation: expected a mapping"),
-    (S + "watch: [{path: a, poll_interval_seconds: 0}]",
-     "watch[0].poll_interval_seconds: expected a number >= 0.1"),
-    (S + W + "plugins: [1]", "plugins: expected a list of strings"),
+    ("symbl: {}\nwatch: [{path: a}]", "bad.yaml:1: symbl.base_url: expected 'sandbox'"),
+    (S + "watch: []", "bad.yaml:2: watch: expected a list of folders"),
+    (WATCH + "    settle_seconds: five",
+     "bad.yaml:4: watch[0].settle_seconds: expected a number >= 0, got 'five'"),
+    (WATCH + "    recursiv: true",
+     "bad.yaml:4: watch[0].recursiv: unknown key; did you mean 'recursive'?"),
+    (S + W + "sinkz: []", "bad.yaml:3: sinkz: unknown key; did you mean 'sinks'?"),
+    (S + "watch:\n  - path: a\n  - path: a",
+     "bad.yaml:4: watch[1].name: watch name 'a' is used twice"),
+    (S + "watch:\n  - settle_seconds: 1", "bad.yaml:3: watch[0].path: expected the folder"),
+    (S + W + "sinks:\n  - path: x",
+     "bad.yaml:4: sinks[0]: expected a mapping with a 'type'"),
+    (S + W + "logging:\n  level: loud", "bad.yaml:4: logging.level: expected debug"),
+    (S + W + "pipeline:\n  max_attempts: 0",
+     "bad.yaml:4: pipeline.max_attempts: expected a whole number >= 1, got 0"),
+    (S + W + "pipeline:\n  fetch:\n    - messages\n    - nope",
+     "bad.yaml:6: pipeline.fetch[1]: expected one of"),
+    ("watch: [{path: a}]\nsymbl:\n  base_url: sandbox\n  app_secret: '${NOT_SET_ANYWHERE}'",
+     "bad.yaml:4: symbl.app_secret: environment variable NOT_SET_ANYWHERE is not set"),
+    (WATCH + "    patterns: 3", "bad.yaml:4: watch[0].patterns: expected a list of strings"),
+    (WATCH + "    recursive: maybe",
+     "bad.yaml:4: watch[0].recursive: expected true or false, got 'maybe'"),
+    (S + W + "state:\n  url: 'postgres://x'", "bad.yaml:4: state.url: expected sqlite:///"),
+    ("watch: [{path: a}]\nsymbl: [1, 2]", "bad.yaml:2: symbl: expected a mapping"),
+    (WATCH + "    conversation: folder",
+     "bad.yaml:4: watch[0].conversation: expected a mapping"),
+    (WATCH + "    poll_interval_seconds: 0",
+     "bad.yaml:4: watch[0].poll_interval_seconds: expected a number >= 0.1"),
+    (S + W + "plugins: [1]", "bad.yaml:3: plugins: expected a list of strings"),
+    (S + W + "metrics:\n  listen: everywhere",
+     "bad.yaml:4: metrics.listen: expected HOST:PORT, got 'everywhere'"),
+    # checked by the registries and the plugins' own options, after loading
+    (S + W + "sinks:\n  - type: carrier-pigeon",
+     "bad.yaml:4: sinks[0].type: unknown sink type 'carrier-pigeon' (known: database, files"),
+    (S + W + "sinks:\n  - type: slack",
+     "bad.yaml:4: sinks[0]: expected webhook_url (an incoming webhook) or token and channel"),
+    (S + W + "sinks:\n  - type: files\n    formats: [json]",
+     "bad.yaml:4: sinks[0].path: required (the folder to write results into)"),
+    (S + W + "sinks:\n  - type: database\n    url: 'mongodb://db/ingestd'",
+     "bad.yaml:5: sinks[0].url: unsupported database 'mongodb' (known: mariadb"),
+    (WATCH + "    conversation:\n      by: planet",
+     "bad.yaml:5: watch[a].conversation.by: expected one of none, folder, regex, sidecar, ttl,"
+     " got 'planet'"),
+    (WATCH + "    conversation:\n      by: regex\n      pattern: 'call-(\\d+)'",
+     "bad.yaml:6: watch[a].conversation.pattern: expected a named group (?P<key>...)"),
+    (S + "watch:\n  - path: a\n    name: sales\n    parameters:\n      confidenceThreshold: 0.2",
+     "bad.yaml:6: watch[sales].parameters.confidenceThreshold: expected a number from 0.5 to 1.0,"
+     " got 0.2"),
+    ("symbl:\n  base_url: 'ftp://api.symbl.ai'\n" + W,
+     "bad.yaml:2: symbl.base_url: expected 'sandbox' or an http(s) URL, got 'ftp://api.symbl.ai'"),
 ]  # fmt: skip
 
+_PROBLEM_LINE = re.compile(r"bad\.yaml:\d+: [\w.\[\]-]+: \S")
 
-@pytest.mark.parametrize(("text", "expected"), BROKEN)
-def test_broken_config_names_the_key(text: str, expected: str) -> None:
-    """Each broken config fails with a message naming the key and what was expected."""
+
+@pytest.fixture(scope="module")
+def plugins() -> Plugins:
+    return load_plugins((), ())
+
+
+def check(text: str, plugins: Plugins, base: Path) -> None:
+    """What `ingestd check` and the daemon's start-up validate, in their order."""
+    config = parse_config(text, source="bad.yaml", base=base)
+    validate_watches(config, plugins)
+    build_sinks(config, plugins)
+    if config.symbl["base_url"] != "sandbox":  # the sandbox would start a server
+        build_backend(config, plugins)
+
+
+def test_the_table_names_a_key_in_enough_cases() -> None:
+    """The issue asks for at least 20 broken configs, each naming its key."""
+    assert len(BROKEN) >= 22
+    assert all(_PROBLEM_LINE.match(expected) for _, expected in BROKEN)
+
+
+@pytest.mark.parametrize(("text", "expected"), BROKEN, ids=[e.split(": ")[1] for _, e in BROKEN])
+def test_broken_config_names_the_key(
+    text: str, expected: str, plugins: Plugins, tmp_path: Path
+) -> None:
+    """Each broken config fails with file, line, key path and what was expected."""
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, source="bad.yaml")
-    assert any(expected in line for line in caught.value.problems), caught.value.problems
-    assert all(line.startswith("bad.yaml") for line in caught.value.problems)
+        check(text, plugins, tmp_path)
+    problems = caught.value.problems
+    assert any(line.startswith(expected) for line in problems), problems
+    assert all(_PROBLEM_LINE.match(line) for line in problems), problems
+
+
+def test_invalid_yaml_names_the_file_and_line() -> None:
+    """YAML that does not parse has no key to name: file, line and the parser's reason."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config("symbl: {base_url: sandbox\nwatch: [", source="bad.yaml")
+    assert caught.value.problems == ["bad.yaml:2: not valid YAML: expected ',' or '}', but got ':'"]
+
+
+def test_a_top_level_list_names_the_file() -> None:
+    """A document that is not a mapping says so, naming the file and what it got."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config("- just\n- a list", source="bad.yaml")
+    assert caught.value.problems == ["bad.yaml: expected a mapping at the top level, got list"]
+
+
+def test_a_missing_section_names_the_file_and_key() -> None:
+    """A section left out entirely has no line of its own; file and key are still named."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(S, source="bad.yaml")
+    assert caught.value.problems == [
+        "bad.yaml: watch: expected a list of folders to watch (at least one)"
+    ]
 
 
 def test_problems_carry_line_numbers() -> None:
