@@ -83,21 +83,28 @@ def test_same_named_files_with_lost_answers_each_keep_their_own_conversation(
 
 
 def test_lost_append_answer_is_resent_and_logged(ingestd_env, sandbox, make_media) -> None:
-    """An append whose answer was lost follows the documented rule: resent, and logged."""
+    """An append whose answer was lost follows the documented rule: resent once, and logged."""
     daemon = ingestd_env.daemon(watch={"conversation": {"by": "folder"}}).start()
     daemon.wait_ready()
     drop(make_media("part1.wav"), ingestd_env.inbox / "meeting")
     ingestd_env.wait_states({"meeting/part1.wav": "done"})
-    sandbox.faults.arm({"kind": "drop_after_upload", "times": 1})
+    assert [s["method"] for s in sandbox.submissions()] == ["POST"]
+    # part1 is done, so the next upload to the audio route is part2's PUT
+    fault = sandbox.faults.arm({"kind": "drop_after_upload", "times": 1, "route": "audio"})
     part2 = make_media("part2.wav")
     digest = sha256(part2)
     drop(part2, ingestd_env.inbox / "meeting")
     ingestd_env.wait_states({"meeting/part2.wav": "done"})
+    assert [(f["id"], f["kind"]) for f in sandbox.faults.fired()] == [
+        (fault.id, "drop_after_upload")
+    ]
     assert len(sandbox.conversations()) == 1, "an append never starts a new conversation"
     puts = [s for s in created(sandbox) if s["sha256"] == digest]
-    assert all(s["method"] == "PUT" for s in puts) and len(puts) in (1, 2), puts
-    if len(puts) == 2:  # the documented rule: sent again, and said so
-        assert daemon.has_event("append_reconcile_unknown"), "a resent append is logged"
+    assert [(s["method"], s["outcome"]) for s in puts] == [("PUT", "dropped"), ("PUT", "created")]
+    conversation_id = ingestd_env.rows()[0]["conversation_id"]
+    assert {s["conversationId"] for s in puts} == {conversation_id}
+    resent = [e for e in daemon.events() if e.get("event") == "append_reconcile_unknown"]
+    assert [e.get("conversation_id") for e in resent] == [conversation_id], resent
     assert daemon.stop() == 0
 
 
