@@ -29,6 +29,7 @@ _HINTS = {
     "moov atom not found": "no mp4/mov index: truncated, still being written, or not mp4 at all",
     "Invalid data found when processing input": "not a media format ffprobe knows",
     "End of file": "it ends inside its own headers: truncated?",
+    "no 'data' tag found": "a wav header with no audio after it: truncated?",
 }
 
 

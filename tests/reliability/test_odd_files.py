@@ -153,11 +153,11 @@ def test_bad_media_is_rejected_with_a_reason_and_never_sent(
     mediagen.truncate_copy(wav, staging / "cut.wav", 0.5)
     mediagen.truncate_copy(mp4, staging / "cut.mp4", 0.6)
     expected = {
-        "empty.wav": "empty",
-        "notes.wav": "not media",
-        "header-only.wav": "",
-        "cut.wav": "truncated",
-        "cut.mp4": "",
+        "empty.wav": "is empty (0 bytes)",
+        "notes.wav": "is not media ffprobe can read",
+        "header-only.wav": "a wav header with no audio after it: truncated?",
+        "cut.wav": "looks truncated",
+        "cut.mp4": "no mp4/mov index: truncated",
     }
     for name in expected:
         drop(staging / name, ingestd_env.inbox)
