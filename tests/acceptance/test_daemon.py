@@ -168,7 +168,9 @@ class TestBadInput:
         drop(make_media("fine.wav"), ingestd_env.inbox)
         ingestd_env.wait_states({"fine.wav": "done"})
         row = next(r for r in ingestd_env.rows() if r["relpath"] == "garbage.wav")
-        assert "garbage.wav" in row["error"]
+        error = row["error"]
+        assert error.startswith("garbage.wav is not media ffprobe can read (ffprobe: "), error
+        assert error.endswith("; replace the file to retry"), error
         status = subprocess.run(
             [
                 sys.executable,
@@ -183,6 +185,7 @@ class TestBadInput:
             check=True,
         )
         assert "rejected" in status.stdout and "garbage.wav" in status.stdout
+        assert error in status.stdout, "status shows the reason and what to do"
         assert len(created(sandbox)) == 1, "nothing was uploaded for the corrupt file"
         assert daemon.process.poll() is None, "the daemon is still running"
         daemon.stop()
@@ -205,3 +208,30 @@ class TestShutdown:
         daemon.wait_ready()
         assert daemon.stop(signal.SIGTERM) == 0
         assert daemon.has_event("daemon_stopped")
+
+
+class TestWatching:
+    def test_non_recursive_watch_ignores_sub_folders(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """With `recursive: false` a file in a sub-folder is never recorded, whether the
+        startup rescan, an event or a periodic rescan finds it; one at the top is processed."""
+        drop(make_media("early.wav"), ingestd_env.inbox / "archive")  # for the startup rescan
+        daemon = ingestd_env.daemon(
+            watch={"recursive": False}, pipeline={"rescan_interval_seconds": 1}
+        ).start()
+        daemon.wait_ready()
+        drop(make_media("late.wav"), ingestd_env.inbox / "archive")  # an event, then rescans
+        top = make_media("top.wav")
+        digest = sha256(top)
+        drop(top, ingestd_env.inbox)
+        ingestd_env.wait_states({"top.wav": "done"})
+
+        def rescans() -> int:
+            return sum(e.get("event") == "rescan_finished" for e in daemon.events())
+
+        before = rescans()  # the drops happened before top.wav was done
+        wait_for(lambda: rescans() >= before + 2, 30, "two more periodic rescans")
+        assert ingestd_env.states() == {"top.wav": "done"}, "nothing below the top is recorded"
+        assert [s["sha256"] for s in created(sandbox)] == [digest]
+        assert daemon.stop() == 0
