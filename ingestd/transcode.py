@@ -3,14 +3,19 @@
 The plan comes from a plugin (`ingestd_transcode_plan`); the core owns the process so a
 codec crash or hang cannot take the daemon down, a timeout or shutdown kills it, and a
 half-written output never survives (it is written under a temporary name and renamed).
+On Linux the kernel also kills it when the daemon dies without a shutdown (SIGKILL, OOM
+kill, a crash), so no orphaned ffmpeg keeps working for a daemon that is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import os
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +57,7 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C to the daemon's terminal does not reach ffmpeg
+            preexec_fn=_dies_with_daemon(),
         )
     except OSError as exc:
         raise executables.cannot_run(argv[0], exc) from None
@@ -85,6 +91,50 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
             raise _disk_full(output.parent, "while saving the transcoded file") from None
         raise
     return output
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl(2), or None off Linux (or where libc cannot be loaded)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_PRCTL = _prctl()  # resolved here: the forked child should only call it
+
+
+def _dies_with_daemon() -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child get SIGKILL when the daemon dies (Linux only).
+
+    ``start_new_session`` keeps ffmpeg out of the daemon's process group, so without this a
+    SIGKILLed daemon leaves it running to its end, or forever when it hangs, unless
+    systemd's cgroup kill happens to clean up. The parent-death signal fires when the
+    *thread* that forked exits, not the process: that thread is the event loop's here
+    (`asyncio.create_subprocess_exec` forks on the calling thread, and `run_plan` is
+    awaited on the loop), which lives as long as the daemon. Call `run_plan` only from a
+    loop that outlives the run, never from a short-lived worker thread's loop.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    daemon_pid = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The daemon may have died between fork and prctl: the signal would never come.
+        if os.getppid() != daemon_pid:
+            signal.raise_signal(signal.SIGKILL)
+
+    return set_parent_death_signal
 
 
 def _sync(path: Path) -> None:

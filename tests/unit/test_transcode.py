@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from ingestd import transcode
 from ingestd.errors import Permanent, Retryable
 from ingestd.model import TranscodePlan
+from ingestd.testing import wait_for
 from ingestd.transcode import clean_work_files, output_path, remove_output, run_plan
 
 
@@ -32,12 +37,29 @@ HANG = (
 )
 
 
+PARENT_DEATH_SIGNAL = (  # prctl(PR_GET_PDEATHSIG) of the transcoder, written as its output
+    "import ctypes, sys; sig = ctypes.c_int(-1);"
+    "ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(sig), 0, 0, 0);"
+    "open(sys.argv[2], 'w').write(str(sig.value))"
+)
+DAEMON = """
+import asyncio, sys
+from pathlib import Path
+from ingestd.model import TranscodePlan
+from ingestd.transcode import run_plan
+plan = TranscodePlan((sys.executable, "-c", sys.argv[1], "{input}", "{output}"), ".wav", "t", True)
+asyncio.run(run_plan(plan, Path(sys.argv[2]), Path(sys.argv[3])))
+"""
+"""A stand-in daemon: runs one plan from its event loop, as the pipeline does."""
+
+
 def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its reaper does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 
 
 class TestRunPlan:
@@ -79,6 +101,46 @@ class TestRunPlan:
         pid = int(next(target.parent.glob("*.pid")).read_text())
         assert not alive(pid)
         assert not list(target.parent.glob("*.partial.wav"))
+
+    def test_transcoder_gets_sigkill_when_its_parent_dies(self, tmp_path: Path) -> None:
+        """The transcoder is started with SIGKILL as its parent-death signal (Linux)."""
+        source = tmp_path / "in.bin"
+        source.write_bytes(b"abc")
+        out = run_async(run_plan(plan(PARENT_DEATH_SIGNAL), source, tmp_path / "w" / "6.wav"))
+        assert out.read_text() == str(int(signal.SIGKILL))
+
+    def test_a_killed_daemon_takes_its_transcoder_along(self, tmp_path: Path) -> None:
+        """SIGKILL the process running a plan: the transcoder (its own session) dies too."""
+        source = tmp_path / "in.bin"
+        source.write_bytes(b"abc")
+        target = tmp_path / "work" / "7.wav"
+        daemon = subprocess.Popen([sys.executable, "-c", DAEMON, HANG, str(source), str(target)])
+        try:
+            pid_file = wait_for(
+                lambda: next(target.parent.glob("*.pid"), None), 30, "the transcoder to start"
+            )
+            pid = int(wait_for(pid_file.read_text, 5, "its pid"))
+        finally:
+            daemon.kill()
+            daemon.wait()
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the transcoder outlived its SIGKILLed daemon")
+
+    def test_a_child_whose_daemon_is_already_gone_kills_itself(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The daemon dying between fork and prctl would leave no signal to come: the child
+        sees it has another parent and stops before running anything."""
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "getpid", lambda: 1)  # a "daemon" that is not our parent
+            preexec = transcode._dies_with_daemon()
+        assert preexec is not None
+        child = subprocess.Popen([sys.executable, "-c", "pass"], preexec_fn=preexec)
+        assert child.wait(timeout=30) == -signal.SIGKILL
 
     def test_failure_is_permanent_with_the_last_stderr_line(self, tmp_path: Path) -> None:
         """A failing transcoder's last error line reaches the user."""
