@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import yaml
 
 from ingestd.testing import IngestdEnv, drop, wait_for
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 
 
 def cli(env: IngestdEnv, *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,6 +83,38 @@ class TestMap:
         assert [s["method"] for s in subs] == ["POST", "PUT"]
         assert subs[1]["conversationId"] == existing
         daemon.stop()
+
+    def test_map_delete_starts_a_new_conversation_for_the_key(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """`ingestd map delete KEY` forgets a mapping: the folder's next part is a new
+        conversation; deleting it again says there is no such key."""
+        daemon = ingestd_env.daemon(watch={"conversation": {"by": "folder"}}).start()
+        daemon.wait_ready()
+        drop(make_media("one.wav"), ingestd_env.inbox / "weekly")
+        ingestd_env.wait_states({"weekly/one.wav": "done"})
+        key = f"folder:{ingestd_env.inbox.name}:weekly"
+        first = ingestd_env.rows()[0]["conversation_id"]
+        listing = json.loads(cli(ingestd_env, "map", "--json").stdout)
+        assert [(m["key"], m["conversation_id"]) for m in listing] == [(key, first)]
+        deleted = cli(ingestd_env, "map", "delete", key)
+        assert deleted.returncode == 0, deleted.stderr
+        assert deleted.stdout == (
+            f"{key}: removed; the next recording with this key starts a new conversation\n"
+        )
+        assert json.loads(cli(ingestd_env, "map", "--json").stdout) == []
+        again = cli(ingestd_env, "map", "delete", key)
+        assert again.returncode == 1
+        assert again.stderr == f"ingestd: no mapping for key {key!r}\n"
+        drop(make_media("two.wav"), ingestd_env.inbox / "weekly")
+        ingestd_env.wait_states({"weekly/two.wav": "done"})
+        subs = sorted(created(sandbox), key=lambda s: s["seq"])
+        assert [s["method"] for s in subs] == ["POST", "POST"]
+        second = ingestd_env.rows()[1]["conversation_id"]
+        assert subs[1]["conversationId"] == second != first
+        listing = json.loads(cli(ingestd_env, "map", "--json").stdout)
+        assert [(m["key"], m["conversation_id"]) for m in listing] == [(key, second)]
+        assert daemon.stop() == 0
 
 
 class TestStatus:
@@ -161,6 +198,23 @@ class TestCheck:
         assert "symbl        entry point" in result.stdout
         assert "credentials accepted" in result.stdout
 
+    def test_check_accepts_the_example_config(self, tmp_path: Path) -> None:
+        """config/example.yaml, as shipped, passes `ingestd check` against its embedded
+        sandbox (copied, so its ../demo paths land in a temporary folder)."""
+        (tmp_path / "config").mkdir()
+        shutil.copy(EXAMPLE_CONFIG, tmp_path / "config" / "example.yaml")
+        result = subprocess.run(
+            [sys.executable, "-m", "ingestd.cli", "check", "--config", "config/example.yaml"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr + result.stdout
+        config = tmp_path / "config" / "example.yaml"
+        assert f"config: {config}: ok (1 watches, sinks: files)" in result.stdout
+        assert "api: sandbox: credentials accepted" in result.stdout
+
     def test_check_rejects_bad_credentials_without_printing_them(self, ingestd_env) -> None:
         """Wrong credentials fail `check` with a clear message that never shows the secret."""
         ingestd_env.write_config(symbl={"app_secret": "wrong-secret-0xC0FFEE"})
@@ -183,3 +237,53 @@ def test_plugins_json_lists_bundled_plugins() -> None:
     for name in ("ffmpeg", "symbl", "files", "routing", "mapping"):
         assert rows[name]["source"] == "entry point"
         assert rows[name]["status"] == "loaded"
+    hooks = {
+        "ffmpeg": {"ingestd_accept", "ingestd_probe", "ingestd_transcode_plan"},
+        "routing": {"ingestd_choose_endpoint", "ingestd_set_parameters"},
+        "mapping": {"ingestd_conversation_key"},
+        "symbl": {"ingestd_register_backends"},
+        "files": {"ingestd_register_sinks"},
+        "database": {"ingestd_register_sinks"},
+        "slack": {"ingestd_register_sinks"},
+    }
+    for name, expected in hooks.items():
+        assert expected <= set(rows[name]["hooks"]), (name, rows[name]["hooks"])
+    assert "ingestd_probe" not in rows["routing"]["hooks"], "only the hooks it implements"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_sandbox_command_serves_the_api_and_stops_on_sigterm() -> None:
+    """`ingestd sandbox --port N` serves the token route on that port; SIGTERM exits 0."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ingestd.cli", "sandbox", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = process.stdout.readline()
+        assert banner.startswith(f"Symbl sandbox on http://127.0.0.1:{port} "), banner
+        url = f"http://127.0.0.1:{port}/oauth2/token:generate"
+        body = {"type": "application", "appId": "sandbox", "appSecret": "sandbox"}
+        answer = httpx.post(url, json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        token = answer.json()
+        assert isinstance(token["accessToken"], str) and token["accessToken"]
+        assert token["expiresIn"] == 86400
+        wrong = httpx.post(url, json={**body, "appSecret": "nope"}, timeout=10)
+        assert wrong.status_code == 401
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()

@@ -43,6 +43,33 @@ class TestNotATerminal:
             assert name in events
         assert events[-1] == "daemon_stopped"
 
+    def test_state_changes_carry_the_recording_context(self, ingestd_env, make_media) -> None:
+        """Every `state_changed` line of a run names the recording (id, watch, path); from
+        `submitted` on also its conversation and job, so one grep follows a recording."""
+        daemon = ingestd_env.daemon(watch={"name": "sales"}).start()
+        daemon.wait_ready()
+        drop(make_media("call.wav", seconds=1), ingestd_env.inbox / "team a")
+        broken = ingestd_env.root / "broken.mp3"
+        broken.write_bytes(b"ID3 not an mp3\n" * 50)
+        drop(broken, ingestd_env.inbox)
+        ingestd_env.wait_states({"team a/call.wav": "done", "broken.mp3": "rejected"})
+        assert daemon.stop() == 0
+
+        rows = {r["relpath"]: r for r in ingestd_env.rows()}
+        changes = [e for e in daemon.events() if e["event"] == "state_changed"]
+        for event in changes:
+            row = rows[event.get("path")]
+            assert (event.get("recording_id"), event.get("watch")) == (row["id"], "sales"), event
+            if event["new"] in ("submitted", "fetching", "delivering", "done"):
+                assert event.get("conversation_id") == row["conversation_id"], event
+                assert event.get("job_id") == row["job_id"], event
+        call = rows["team a/call.wav"]
+        assert call["conversation_id"] and call["job_id"]
+        seen = {(e["path"], e["new"]) for e in changes}
+        for state in ("probed", "submitting", "submitted", "fetching", "delivering", "done"):
+            assert ("team a/call.wav", state) in seen, state
+        assert ("broken.mp3", "rejected") in seen
+
 
 class TestTerminal:
     def test_console_with_colour_on_a_tty(self, ingestd_env) -> None:
