@@ -183,12 +183,14 @@ def ingestd_set_parameters(
     implementation is called in turn (bundled ones first, as they are ``tryfirst``), each
     seeing the edits of the ones before, so a third-party plugin has the last word.
 
-    :param recording: the recording (``recording.watch.parameters`` holds the YAML ones).
+    :param recording: the recording (``recording.watch.parameters`` holds the YAML ones,
+        ``recording.media`` the facts of the original file, before any transcode).
     :param media: the facts of the file that will be uploaded.
     :param endpoint: the chosen endpoint.
     :param params: the parameters so far; edit in place. Return value is ignored.
 
-    Bundled: ``ingestd_routing``: watch YAML parameters, ``name`` from the file name.
+    Bundled: ``ingestd_routing``: watch YAML parameters, ``name`` from the file name,
+    ``mode: phone`` when the original is sampled at 8 kHz or less.
     """
 
 

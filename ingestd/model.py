@@ -20,7 +20,9 @@ class Recording:
     """One settled file as the state store knows it.
 
     `watch` is the WatchConfig the file was found under, so plugins can read per-folder
-    options (`recording.watch.options["transcode"]`, ...).
+    options (`recording.watch.options["transcode"]`, ...). `media` is what the probe found
+    in the file itself (None until it is probed): hooks given the `media` of a transcoded
+    upload still see what the recording was, e.g. its original sample rate.
     """
 
     id: int
@@ -36,6 +38,7 @@ class Recording:
     job_id: str | None = None
     attempts: int = 0
     error: str | None = None
+    media: Media | None = None
 
     @property
     def name(self) -> str:

@@ -192,6 +192,7 @@ class Pipeline:
             job_id=row.job_id,
             attempts=row.attempts,
             error=row.error,
+            media=Media.from_dict(row.media) if row.media else None,
         )
 
     def transition(self, row: RecordingRow, new: State, **kwargs: Any) -> RecordingRow:

@@ -5,7 +5,8 @@ Merge order, later wins: the config's top-level ``parameters`` (already folded i
 watch), the watch's ``parameters``, the sidecar's ``parameters``; then, for keys nobody set:
 
 - ``name``: the file name without its suffix (``call-0412`` for ``call-0412.m4a``);
-- ``mode: phone`` when the sound is sampled at 8 kHz or less (a telephone call);
+- ``mode: phone`` when the original is sampled at 8 kHz or less (a telephone call), even
+  when the transcoder resamples it (``transcode.sample_rate_hz: 16000``);
 - ``channelMetadata`` from ``endpoint.speakers``, with per-channel recognition, when the
   recording has at least two channels and nothing asked for diarization or turned
   per-channel recognition off;
@@ -35,6 +36,8 @@ PHONE_MAX_SAMPLE_RATE_HZ = 8000
 
 def fill(recording: Recording, media: Media, options: EndpointOptions, params: Params) -> list[str]:
     """Merge and complete `params` in place; return the keys set by default.
+
+    `media` describes the upload; `recording.media`, when known, the original file.
 
     Raises:
         Rejected: the sidecar is unusable or its parameters are invalid (the user fixes it).
@@ -68,7 +71,8 @@ def _defaults(
             defaulted.append(key)
 
     default("name", PurePosixPath(recording.relpath).stem)
-    if 0 < media.sample_rate_hz <= PHONE_MAX_SAMPLE_RATE_HZ:
+    source = recording.media or media  # a call upsampled to 16 kHz is still a call
+    if 0 < source.sample_rate_hz <= PHONE_MAX_SAMPLE_RATE_HZ:
         default("mode", "phone")
     wants_speakers = (
         options.speakers

@@ -15,6 +15,7 @@ MP3 = Media("mp3", 2.0, "mp3", 1, 44100)
 OGG = Media("ogg", 2.0, "vorbis", 1, 48000)
 MP4 = Media("mov,mp4,m4a,3gp,3g2,mj2", 2.0, "aac", 1, 48000, video_codec="h264")
 MKV = Media("matroska,webm", 2.0, "opus", 1, 48000, video_codec="h264")
+PHONE_AMR = Media("amr", 2.0, "amr_nb", 1, 8000)
 
 
 def recording(
@@ -25,8 +26,10 @@ def recording(
     endpoint: dict[str, Any] | None = None,
     transcode: dict[str, Any] | None = None,
     name: str = "sales",
+    media: Media | None = None,
 ) -> Recording:
-    """A Recording of `root/relpath` (the file need not exist) in a watch on `root`."""
+    """A Recording of `root/relpath` (the file need not exist) in a watch on `root`;
+    `media`: what the probe found in the original (None: not probed)."""
     watch = WatchConfig(
         name=name,
         path=root,
@@ -43,4 +46,5 @@ def recording(
         mtime=1_700_000_000.0,
         sha256="x",
         state="transcoded",
+        media=media,
     )

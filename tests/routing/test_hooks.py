@@ -12,7 +12,7 @@ from ingestd.errors import Permanent, Rejected
 from ingestd.model import Endpoint, EndpointKind, Media, Params
 from ingestd_routing import ingestd_set_parameters, ingestd_validate_watch
 
-from .support import MONO_WAV, MP4, PHONE_WAV, STEREO_WAV, recording
+from .support import MONO_WAV, MP4, PHONE_AMR, PHONE_WAV, STEREO_WAV, recording
 
 AUDIO = Endpoint(EndpointKind.AUDIO, "audio/wav")
 
@@ -121,6 +121,13 @@ class TestSmartDefaults:
         """Sound at 8 kHz or less is sent with mode: phone."""
         assert parameters_for(recording(tmp_path), PHONE_WAV)["mode"] == "phone"
         assert "mode" not in parameters_for(recording(tmp_path), MONO_WAV)
+
+    def test_phone_mode_follows_the_original_not_the_upload(self, tmp_path: Path) -> None:
+        """An 8 kHz call resampled to 16 kHz by the transcoder is still sent as a call."""
+        call = recording(tmp_path, "call.amr", transcode={"sample_rate_hz": 16000}, media=PHONE_AMR)
+        assert parameters_for(call, MONO_WAV)["mode"] == "phone"
+        wideband = recording(tmp_path, "memo.flac", media=Media("flac", 2.0, "flac", 1, 44100))
+        assert "mode" not in parameters_for(wideband, MONO_WAV)
 
     def test_explicit_mode_wins(self, tmp_path: Path) -> None:
         """A mode the user set is never replaced."""
