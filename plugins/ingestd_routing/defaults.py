@@ -12,6 +12,9 @@ watch), the watch's ``parameters``, the sidecar's ``parameters``; then, for keys
   per-channel recognition off;
 - ``enableSeparateRecognitionPerChannel: true`` whenever ``channelMetadata`` is given.
 
+A sidecar asking for per-channel recognition of a recording that will be uploaded with one
+channel is rejected, saying why and how to keep both channels.
+
 Plugins that implement `ingestd_set_parameters` run after this and have the last word.
 """
 
@@ -26,12 +29,14 @@ from ingestd.model import Media, Params, Recording
 
 from . import sidecar as sidecars
 from .options import EndpointOptions
-from .parameters import PER_CHANNEL, problems
+from .parameters import PER_CHANNEL, implied, problems
 
 log = get_logger()
 
 PHONE_MAX_SAMPLE_RATE_HZ = 8000
 """Sound sampled at this rate or lower is a telephone call: ``mode: phone``."""
+CHANNEL_KEYS = ("channelMetadata", PER_CHANNEL)
+"""The parameters that ask for per-channel recognition."""
 
 
 def fill(recording: Recording, media: Media, options: EndpointOptions, params: Params) -> list[str]:
@@ -52,6 +57,7 @@ def fill(recording: Recording, media: Media, options: EndpointOptions, params: P
         raise sidecar.fail("; ".join(f"parameters.{line}" for line in lines))
     if lines:
         raise Permanent(f"{recording.relpath}: invalid parameters: {'; '.join(lines)}")
+    _check_channels(recording, media, sidecar, params)
     log.debug("parameters_merged", sidecar=sidecar.display or None, defaulted=defaulted)
     return defaulted
 
@@ -88,3 +94,27 @@ def _defaults(
     if "channelMetadata" in params:
         default(PER_CHANNEL, True)
     return defaulted
+
+
+def _check_channels(
+    recording: Recording, media: Media, sidecar: sidecars.Sidecar, params: Params
+) -> None:
+    """Reject a sidecar's per-channel recognition when the upload has a single channel.
+
+    The API would be told to recognise channels the file does not have. (A watch's own
+    per-channel parameters are checked at start-up against its ``transcode.channels``.)
+    """
+    if media.channels >= 2 or implied(params).get(PER_CHANNEL) is not True:
+        return
+    key = next((k for k in CHANNEL_KEYS if sidecar.parameters.get(k) not in (None, False)), None)
+    if key is None:
+        return
+    source = recording.media or media
+    problem = f"parameters.{key}: per-channel recognition needs two channels, but"
+    if source.channels >= 2:
+        raise sidecar.fail(
+            f"{problem} the transcoder mixes the {source.channels} channels of "
+            f"{recording.name} into one (the watch's transcode.channels is 1)",
+            fix=f"set transcode.channels: 2 on watch[{recording.watch.name}]",
+        )
+    raise sidecar.fail(f"{problem} {recording.name} has only one")

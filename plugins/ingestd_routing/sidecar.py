@@ -45,10 +45,11 @@ class Sidecar:
     conversation_key: str | None = None
     conversation_id: str | None = None
 
-    def fail(self, problem: str) -> Rejected:
-        """A `Rejected` saying which sidecar and what, and how to go on."""
+    def fail(self, problem: str, *, fix: str = "fix it") -> Rejected:
+        """A `Rejected` saying which sidecar and what, and how to go on (`fix`, when the
+        remedy is not in the sidecar itself)."""
         return Rejected(
-            f"sidecar {self.display}: {problem}; fix it, then `ingestd retry` the recording"
+            f"sidecar {self.display}: {problem}; {fix}, then `ingestd retry` the recording"
         )
 
 

@@ -16,6 +16,7 @@ OGG = Media("ogg", 2.0, "vorbis", 1, 48000)
 MP4 = Media("mov,mp4,m4a,3gp,3g2,mj2", 2.0, "aac", 1, 48000, video_codec="h264")
 MKV = Media("matroska,webm", 2.0, "opus", 1, 48000, video_codec="h264")
 PHONE_AMR = Media("amr", 2.0, "amr_nb", 1, 8000)
+STEREO_FLAC = Media("flac", 2.0, "flac", 2, 16000)
 
 
 def recording(

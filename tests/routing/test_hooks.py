@@ -12,7 +12,7 @@ from ingestd.errors import Permanent, Rejected
 from ingestd.model import Endpoint, EndpointKind, Media, Params
 from ingestd_routing import ingestd_set_parameters, ingestd_validate_watch
 
-from .support import MONO_WAV, MP4, PHONE_AMR, PHONE_WAV, STEREO_WAV, recording
+from .support import MONO_WAV, MP4, PHONE_AMR, PHONE_WAV, STEREO_FLAC, STEREO_WAV, recording
 
 AUDIO = Endpoint(EndpointKind.AUDIO, "audio/wav")
 
@@ -182,3 +182,49 @@ class TestSmartDefaults:
     def test_video_keeps_its_phone_rule(self, tmp_path: Path) -> None:
         """Defaults follow the sound of any upload, video included (48 kHz: no phone)."""
         assert "mode" not in parameters_for(recording(tmp_path, "demo.mp4"), MP4)
+
+
+class TestPerChannelOnOneChannel:
+    def test_sidecar_per_channel_on_a_mixed_down_upload_is_rejected(self, tmp_path: Path) -> None:
+        """A stereo original mixed to mono by the transcoder: the sidecar's per-channel
+        request is rejected, naming the key and the watch setting that keeps both."""
+        (tmp_path / "call.ingestd.yaml").write_text(
+            "parameters: {enableSeparateRecognitionPerChannel: true}"
+        )
+        with pytest.raises(Rejected) as caught:
+            parameters_for(recording(tmp_path, "call.flac", media=STEREO_FLAC), MONO_WAV)
+        assert str(caught.value) == (
+            "sidecar call.ingestd.yaml: parameters.enableSeparateRecognitionPerChannel: "
+            "per-channel recognition needs two channels, but the transcoder mixes the 2 "
+            "channels of call.flac into one (the watch's transcode.channels is 1); set "
+            "transcode.channels: 2 on watch[sales], then `ingestd retry` the recording"
+        )
+
+    def test_sidecar_channel_metadata_on_a_mono_original_is_rejected(self, tmp_path: Path) -> None:
+        """channelMetadata (which implies per-channel) for a one-channel recording."""
+        (tmp_path / "call.wav.ingestd.json").write_text(
+            '{"parameters": {"channelMetadata": [{"channel": 1, "speaker": {"name": "A"}}]}}'
+        )
+        with pytest.raises(Rejected) as caught:
+            parameters_for(recording(tmp_path, media=MONO_WAV), MONO_WAV)
+        assert str(caught.value) == (
+            "sidecar call.wav.ingestd.json: parameters.channelMetadata: per-channel "
+            "recognition needs two channels, but call.wav has only one; fix it, then "
+            "`ingestd retry` the recording"
+        )
+
+    def test_sidecar_per_channel_on_a_stereo_upload_is_sent(self, tmp_path: Path) -> None:
+        """With both channels kept (transcode.channels: 2) the request goes through."""
+        (tmp_path / "call.ingestd.yaml").write_text(
+            "parameters: {enableSeparateRecognitionPerChannel: true}"
+        )
+        rec = recording(tmp_path, "call.flac", transcode={"channels": 2}, media=STEREO_FLAC)
+        assert parameters_for(rec, STEREO_WAV)["enableSeparateRecognitionPerChannel"] is True
+
+    def test_sidecar_turning_per_channel_off_is_fine_on_mono(self, tmp_path: Path) -> None:
+        """Only a request for per-channel recognition is checked, not its refusal."""
+        (tmp_path / "call.ingestd.yaml").write_text(
+            "parameters: {enableSeparateRecognitionPerChannel: false}"
+        )
+        params = parameters_for(recording(tmp_path, media=STEREO_FLAC), MONO_WAV)
+        assert params["enableSeparateRecognitionPerChannel"] is False
