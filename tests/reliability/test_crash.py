@@ -5,6 +5,8 @@ Counts come from the environment for soak runs (defaults keep CI within ~2 minut
     INGESTD_SOAK_CYCLES=60 INGESTD_SOAK_FILES=200 scripts/test tests/reliability/test_crash.py -s
 
 ``INGESTD_SOAK_SEED`` replays one run's kill schedule (the seed is printed with the figures).
+``INGESTD_SOAK_OUT=PATH`` also writes the figures as JSON to PATH (they always go to
+``soak-figures.json`` in the test's temporary folder), to keep a soak run's record.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from ingestd import mediagen
 from ingestd.testing import copy_slowly, drop
@@ -53,6 +56,29 @@ def _make_batch(staging: Path, count: int, rng: random.Random) -> list[Path]:
 
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(make, range(count)))
+
+
+def _write_figures(figures: dict[str, Any], root: Path) -> list[Path]:
+    """Write the figures to the test's folder, and to ``INGESTD_SOAK_OUT`` when it is set."""
+    targets = [root / "soak-figures.json"]
+    if out := os.environ.get("INGESTD_SOAK_OUT"):
+        targets.append(Path(out).expanduser())
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    return targets
+
+
+def test_figures_also_go_to_soak_out_when_set(tmp_path, monkeypatch) -> None:
+    """INGESTD_SOAK_OUT=PATH gets the same JSON as the test folder; unset, only the latter."""
+    figures = {"cycles": 2, "files": 3, "lost": 0, "doubled": 0, "seed": 7}
+    monkeypatch.delenv("INGESTD_SOAK_OUT", raising=False)
+    assert _write_figures(figures, tmp_path / "a") == [tmp_path / "a" / "soak-figures.json"]
+    out = tmp_path / "soak" / "latest.json"
+    monkeypatch.setenv("INGESTD_SOAK_OUT", str(out))
+    _write_figures(figures, tmp_path / "b")
+    assert json.loads(out.read_text()) == figures
+    assert out.read_text() == (tmp_path / "b" / "soak-figures.json").read_text()
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
@@ -148,7 +174,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
         "faults_fired": sandbox.stats()["faults_fired"],
     }
     print("\nsoak figures: " + json.dumps(figures, sort_keys=True))
-    (env.root / "soak-figures.json").write_text(json.dumps(figures, indent=2))
+    _write_figures(figures, env.root)
 
     assert not lost, f"not done: {[(n, states.get(n)) for n in lost]}\n{log_tail(env)}"
     assert not doubled, f"submitted more than once: {[(n, posts[Path(n).stem]) for n in doubled]}"
