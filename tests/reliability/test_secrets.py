@@ -5,8 +5,9 @@ Slack bot token (a credential file) for the bundled ``slack`` sink in both its m
 served by a Slack stand-in on loopback; and a second webhook URL and token for a local
 plugin sink written like typical third-party code (httpx, ``raise_for_status()``, a debug
 line with its options): whatever a sink does, the daemon promises that secrets do not reach
-logs, errors, status output or exceptions. The run includes API faults, a token revoked
-mid-run, failing deliveries, a recording failed and retried, so error paths are exercised.
+logs, errors, status output, /metrics, /health or exceptions. The run includes API faults, a
+token revoked mid-run, failing deliveries, a recording failed and retried, so error paths are
+exercised.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import http.server
 import json
 import secrets
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from ingestd.testing import drop
@@ -119,6 +122,23 @@ def slack() -> Iterator[SlackStandIn]:
     server.server_close()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _scrape(base: str, moment: str, outputs: dict[str, str]) -> None:
+    """Read /metrics and /health now, as Prometheus and a load balancer would."""
+    metrics = httpx.get(f"{base}/metrics", timeout=10)
+    assert metrics.status_code == 200, metrics.text
+    assert "ingestd_sink_deliveries" in metrics.text, "a real scrape, with the sinks' series"
+    health = httpx.get(f"{base}/health", timeout=10)
+    assert health.json()["status"] == "ok", health.text
+    outputs[f"/metrics {moment}"] = metrics.text
+    outputs[f"/health {moment}"] = health.text
+
+
 def _leaks(canaries: dict[str, str], outputs: dict[str, str]) -> list[str]:
     return [
         f"{secret_name} in {where}"
@@ -160,6 +180,8 @@ def test_planted_secrets_never_appear_in_any_output(
         "CANARY_PLUGIN_WEBHOOK": other_url,
         "CANARY_PLUGIN_TOKEN": other_token,
     }
+    metrics_listen = f"127.0.0.1:{_free_port()}"
+    metrics_base = f"http://{metrics_listen}"
     ingestd_env.write_config(
         symbl={"app_id": "canary-app", "app_secret": "${CANARY_APP_SECRET}"},
         sinks=[
@@ -181,7 +203,9 @@ def test_planted_secrets_never_appear_in_any_output(
         ],
         plugins=[str(plugin)],
         pipeline={"max_attempts": 2, "retry_initial_seconds": 0.1, "retry_max_seconds": 0.2},
+        metrics={"listen": metrics_listen},
     )
+    outputs: dict[str, str] = {}
     daemon = daemon_with_env(ingestd_env, environment).start()
     daemon.wait_ready()
     sandbox.faults.arm({"kind": "status", "status": 503, "times": 2})
@@ -189,15 +213,17 @@ def test_planted_secrets_never_appear_in_any_output(
     for f in files[:2]:
         drop(f, ingestd_env.inbox)
     wait_terminal(ingestd_env, [f.name for f in files[:2]], 60)
+    _scrape(metrics_base, "after API faults", outputs)
     sandbox.faults.arm({"kind": "expire_tokens"})
     drop(files[2], ingestd_env.inbox)
     states = wait_terminal(ingestd_env, [f.name for f in files], 60)
     assert "failed" in states.values(), f"a delivery failure was exercised: {states}"
-    outputs: dict[str, str] = {}
+    _scrape(metrics_base, "after a revoked token and failed deliveries", outputs)
     for args in (("status",), ("status", "--json"), ("check",), ("plugins",), ("retry",)):
         result = cli(ingestd_env, *args, extra_env=environment)
         outputs[f"`ingestd {' '.join(args)}`"] = result.stdout + result.stderr
     wait_terminal(ingestd_env, [f.name for f in files], 60)  # after the retry
+    _scrape(metrics_base, "after `ingestd retry`", outputs)
     wrong = {**environment, "CANARY_APP_SECRET": "canary-wrong-" + secrets.token_hex(8)}
     bad_check = cli(ingestd_env, "check", extra_env=wrong)
     assert bad_check.returncode != 0
