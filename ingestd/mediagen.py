@@ -32,6 +32,9 @@ AUDIO_CODECS = {
     ".webm": "libopus",
     ".wma": "wmav2",
     ".amr": "libopencore_amrnb",
+    ".aiff": "pcm_s16be",
+    ".ac3": "ac3",
+    ".mka": "libopus",
 }
 """The audio encoder used for each suffix when `make_audio` is given no codec."""
 

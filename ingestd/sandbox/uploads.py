@@ -21,8 +21,10 @@ AUDIO_TYPES = {
     "audio/mp3": ("mp3",),
 }
 """The four audio Content-Types the API validates, and the formats each one admits."""
-DETECTED_AUDIO = ("wav", "mp3", "mp4", "ogg", "flac")
-"""What audio routes accept when no Content-Type says what to expect (auto-detection)."""
+DETECTED_AUDIO = ("wav", "mp3", "mp4", "ogg", "flac", "aac", "amr", "asf", "aiff", "ac3")
+"""What audio routes accept when no Content-Type says what to expect (auto-detection): the
+formats of symbl-api.md §8 (m4a is mp4, opus is ogg, wma is asf). Matroska and WebM are
+recognised but not listed there, so a job for one fails."""
 
 
 @dataclass(frozen=True)
@@ -74,18 +76,44 @@ def discard(stream: BinaryIO, length: int) -> bool:
     return True
 
 
+ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+"""The ASF header object's GUID, first in every wma (and wmv) file."""
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+"""The EBML header that starts Matroska and WebM files; its DocType tells them apart."""
+
+
 def detect_format(head: bytes) -> str | None:
-    """The container named by the magic bytes at the start of a file, or None."""
+    """The container named by the magic bytes at the start of a file, or None.
+
+    A raw AAC stream (ADTS) and an MPEG audio frame share their 12-bit sync word; the
+    layer bits, always 00 in ADTS, tell them apart.
+    """
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return "wav"
     if head[4:8] == b"ftyp":
         return "mp4"
-    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+    if head[:3] == b"ID3":
         return "mp3"
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        if head[1] & 0xF6 == 0xF0:
+            return "aac"
+        if head[1] & 0x06:
+            return "mp3"
+        return None
     if head[:4] == b"OggS":
         return "ogg"
     if head[:4] == b"fLaC":
         return "flac"
+    if head[:5] == b"#!AMR":  # AMR-NB "#!AMR\n", AMR-WB "#!AMR-WB\n"
+        return "amr"
+    if head[:16] == ASF_GUID:
+        return "asf"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:2] == b"\x0b\x77":
+        return "ac3"
+    if head[:4] == EBML_MAGIC:
+        return "webm" if b"webm" in head else "matroska"
     return None
 
 

@@ -12,7 +12,34 @@ import time
 import httpx
 import pytest
 
+from ingestd import mediagen
+from ingestd.sandbox.uploads import detect_format
 from tests.sandbox.conftest import SSL, mp3, mp4, wav
+
+REAL_AUDIO = {
+    "tone.amr": "amr",
+    "tone.wma": "asf",
+    "tone.aiff": "aiff",
+    "tone.ac3": "ac3",
+    "tone.aac": "aac",
+    "tone.mka": "matroska",
+    "tone.webm": "webm",
+    "tone.mp3": "mp3",
+    "tone.m4a": "mp4",
+    "tone.opus": "ogg",
+}
+"""Files ffmpeg writes, by the format their first bytes name."""
+NOT_IN_THE_API_LIST = {"matroska", "webm"}
+"""Recognised, but not among the audio formats of symbl-api.md §8: their jobs fail."""
+
+
+@pytest.fixture(scope="module")
+def real_audio(tmp_path_factory) -> dict[str, bytes]:
+    """The first bytes of each file in REAL_AUDIO, as ffmpeg wrote it."""
+    folder = tmp_path_factory.mktemp("real-audio")
+    return {
+        name: mediagen.make_audio(folder / name, seconds=0.5).read_bytes() for name in REAL_AUDIO
+    }
 
 
 @pytest.mark.parametrize(
@@ -33,6 +60,29 @@ def test_audio_other_content_types_rejected(api, content_type):
         assert response.status_code == 400
         assert "Content-Type" in response.json()["message"]
     assert len(api.sandbox.jobs()) == 1
+
+
+@pytest.mark.parametrize("name", REAL_AUDIO)
+def test_detect_format_names_every_audio_format_ffmpeg_writes(real_audio, name):
+    """amr, wma (ASF), aiff, ac3, raw aac (ADTS, not mp3), Matroska and WebM are recognised."""
+    assert detect_format(real_audio[name][:64]) == REAL_AUDIO[name]
+
+
+@pytest.mark.parametrize("name", REAL_AUDIO)
+def test_auto_detected_audio_follows_the_api_list(api, real_audio, name):
+    """Without a Content-Type, the §8 formats complete; Matroska/WebM fail, named."""
+    body = api.upload(real_audio[name], content_type=None).json()
+    fails = REAL_AUDIO[name] in NOT_IN_THE_API_LIST
+    api.wait(body["jobId"], "failed" if fails else "completed")
+    job = next(j for j in api.sandbox.jobs() if j["id"] == body["jobId"])
+    expected = f"body is {REAL_AUDIO[name]}, expected audio (auto-detected)" if fails else None
+    assert job["failReason"] == expected
+
+
+def test_adts_aac_is_not_mp3(api, real_audio):
+    """A raw aac stream shares mp3's frame sync but is no mp3: audio/mpeg fails for it."""
+    body = api.upload(real_audio["tone.aac"], content_type="audio/mpeg").json()
+    api.wait(body["jobId"], "failed")
 
 
 def test_empty_content_type_counts_as_absent(api):
