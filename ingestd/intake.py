@@ -8,18 +8,25 @@ When the state database cannot be written (a full disk, another process's lock),
 pauses loudly: one error per try, the files settling meanwhile are held, and all of them
 go back to settling after a back-off, until a write succeeds. A file counts as known only
 once its row is committed, so nothing is lost, whatever fails.
+
+Until then a settled file is *unrecorded* (`Intake.unrecorded`), and its conversation key is
+not decided yet: the dispatcher holds back the later parts of a conversation while an
+unrecorded file of their watch sorts before them (`first_sort_key`), as it may turn out to
+be an earlier part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -29,7 +36,7 @@ from ingestd.errors import IngestdError, Rejected, StoreError
 from ingestd.lifecycle import State
 from ingestd.plugins import Plugins
 from ingestd.store import RecordingRow, Store
-from ingestd.watch import relpath
+from ingestd.watch import escape_fs, relpath
 
 log = structlog.get_logger()
 
@@ -56,9 +63,35 @@ def natural_key(text: str) -> str:
 
 def sort_key(watch: WatchConfig, rel: str, mtime: float) -> str:
     """Append order within a conversation: file name (natural) or modification time."""
-    if watch.conversation.get("order") == "mtime":
-        return f"{mtime:020.6f}|{natural_key(rel)}"
-    return natural_key(rel)
+    return _ordered(watch, natural_key(rel), mtime)
+
+
+def _ordered(watch: WatchConfig, name: str, mtime: float | None) -> str:
+    """`sort_key` from a `natural_key` name; an mtime not looked at yet (None) sorts first."""
+    if watch.conversation.get("order") != "mtime":
+        return name
+    if mtime is None:
+        return ""
+    return f"{mtime:020.6f}|{name}"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _natural_relpath(root: Path, path: Path) -> str:
+    """`natural_key` of `relpath`; memoised, as the dispatcher asks it on each round."""
+    return natural_key(escape_fs(path.relative_to(root).as_posix()))
+
+
+def first_sort_key(watch: WatchConfig, files: Iterable[tuple[Path, float | None]]) -> str | None:
+    """The lowest `sort_key` among `files` of `watch`, (path, mtime or None) each; None if
+    there are none. An unknown mtime sorts first, as the file could be the earliest."""
+    return min(
+        (_ordered(watch, _natural_relpath(watch.path, path), mtime) for path, mtime in files),
+        default=None,
+    )
+
+
+async def _nothing() -> None:
+    return None
 
 
 class Intake:
@@ -79,7 +112,8 @@ class Intake:
         self.on_new = on_new
         self.renominate = renominate
         self._known: dict[str, dict[str, tuple[int, float]]] = {}
-        self._busy: set[Path] = set()
+        # settled, now being fingerprinted and recorded; the mtime once it was looked at
+        self._busy: dict[Path, tuple[WatchConfig, float | None]] = {}
         # while the store fails: files held until the next try, and when that is
         self._held: dict[Path, WatchConfig] = {}
         self._store_failures = 0
@@ -97,19 +131,25 @@ class Intake:
     def is_known(self, watch: WatchConfig, path: Path, size: int, mtime: float) -> bool:
         return self.known(watch).get(relpath(watch, path)) == (size, mtime)
 
-    async def settled(self, watch: WatchConfig, path: Path) -> None:
-        """Fingerprint a quiet file and record it (discovered or duplicate).
+    def settled(self, watch: WatchConfig, path: Path) -> Coroutine[Any, Any, None]:
+        """Fingerprint a quiet file and record it (discovered or duplicate): await the result.
 
-        Never raises: it runs as a fire-and-forget task. A store failure holds the file
-        for a later try (`paused`); a bug is logged with its traceback, and the file is
-        left unknown, so the next rescan offers it again.
+        The file is `unrecorded` from this call on, not only once the coroutine starts, so
+        no dispatch round falls between the settler letting go of it and intake taking it.
+
+        The coroutine never raises: it runs as a fire-and-forget task. A store failure holds
+        the file for a later try (`paused`); a bug is logged with its traceback, and the file
+        is left unknown, so the next rescan offers it again.
         """
         if path in self._busy:
-            return
+            return _nothing()
         if self.paused:
             self._held[path] = watch
-            return
-        self._busy.add(path)
+            return _nothing()
+        self._busy[path] = (watch, None)
+        return self._settle(watch, path)
+
+    async def _settle(self, watch: WatchConfig, path: Path) -> None:
         try:
             recorded = await self._settled(watch, path)
         except StoreError as exc:
@@ -122,7 +162,15 @@ class Intake:
                 log.info("intake_resumed", failures=self._store_failures)
                 self._store_failures = 0
         finally:
-            self._busy.discard(path)
+            del self._busy[path]
+            self.on_new()  # recorded, gone, known or held: a part held back for it may go
+
+    def unrecorded(self, watch_name: str) -> list[tuple[Path, float | None]]:
+        """The watch's settled files not recorded yet (being fingerprinted, or held while the
+        state database cannot be written): (path, mtime, or None if not looked at yet)."""
+        busy = [(p, mtime) for p, (w, mtime) in self._busy.items() if w.name == watch_name]
+        held = [(p, None) for p, w in self._held.items() if w.name == watch_name]
+        return busy + held
 
     @property
     def paused(self) -> bool:
@@ -173,6 +221,7 @@ class Intake:
             before = path.stat()
         except OSError:
             return False
+        self._busy[path] = (watch, before.st_mtime)
         rel = relpath(watch, path)
         if self.is_known(watch, path, before.st_size, before.st_mtime):
             return False

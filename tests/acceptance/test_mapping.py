@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ingestd.testing import IngestdEnv, drop
+from ingestd.testing import IngestdEnv, copy_slowly, drop
 
 MINUTE = 60.0
 
@@ -67,6 +68,93 @@ class TestFolder:
         assert subs[h2]["conversationId"] == subs[h1]["conversationId"]
         assert subs[h_loose]["method"] == "POST", "a file in the watch's own folder is its own"
         assert subs[h_loose]["conversationId"] != subs[h1]["conversationId"]
+
+
+class TestAppendOrder:
+    """A later part that is quick to record waits for an earlier part that is not yet."""
+
+    @staticmethod
+    def assert_appended_in_order(sandbox: Any, hashes: list[str]) -> None:
+        subs = created(sandbox)
+        parts = [subs[h] for h in hashes]
+        assert [s["method"] for s in parts] == ["POST"] + ["PUT"] * (len(parts) - 1)
+        assert len({s["conversationId"] for s in parts}) == 1
+        in_order = sorted(parts, key=lambda s: s["seq"])
+        assert [s["sha256"] for s in in_order] == hashes, "appended out of order"
+
+    def test_part_still_being_copied_is_posted_before_a_later_part(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Part 2 lands whole while part 1 is still being copied: part 1 is still the POST."""
+        folder = ingestd_env.inbox / "meeting-5"
+        folder.mkdir()
+        # polled every 0.2 s: both files are noticed while part 1 is still being copied
+        daemon = first(
+            ingestd_env, conversation={"by": "folder"}, polling=True, poll_interval_seconds=0.2
+        )
+        part1, h1 = staged(make_media, "part1.wav")
+        part2, h2 = staged(make_media, "part2.wav")
+        # quiet gaps of 0.1 s, well inside the 0.5 s settle window: part 1 stays unsettled
+        copier = threading.Thread(target=copy_slowly, args=(part1, folder / part1.name, 4.0, 40))
+        copier.start()
+        drop(part2, folder)
+        copier.join()
+        ingestd_env.wait_states({"meeting-5/part1.wav": "done", "meeting-5/part2.wav": "done"})
+        daemon.stop()
+
+        self.assert_appended_in_order(sandbox, [h1, h2])
+
+    def test_only_later_parts_wait_and_only_while_the_earlier_file_exists(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """While part 1 is being written, part 2 waits but a loose file (no conversation key)
+        does not; part 1 deleted half-written, part 2 is sent after all, as the first part."""
+        folder = ingestd_env.inbox / "meeting-8"
+        folder.mkdir()
+        daemon = first(
+            ingestd_env, conversation={"by": "folder"}, polling=True, poll_interval_seconds=0.2
+        )
+        source, _ = staged(make_media, "part1.wav")
+        part2, h2 = staged(make_media, "part2.wav")
+        loose, h_loose = staged(make_media, "notes.wav")  # sorts after meeting-8/part1.wav
+        deadline = time.monotonic() + 60
+        with open(folder / "part1.wav", "wb") as growing:
+            growing.write(source.read_bytes()[:4096])
+            growing.flush()
+            drop(part2, folder)
+            drop(loose, ingestd_env.inbox)
+            while ingestd_env.states().get("notes.wav") != "done":
+                assert time.monotonic() < deadline, "the loose file was held back"
+                growing.write(b"\0" * 64)  # never quiet for the 0.5 s settle window
+                growing.flush()
+                time.sleep(0.1)
+            sent_meanwhile = {s["sha256"] for s in sandbox.submissions()}
+        (folder / "part1.wav").unlink()
+        ingestd_env.wait_states({"meeting-8/part2.wav": "done"})
+        daemon.stop()
+
+        assert h2 not in sent_meanwhile, "part 2 was sent while part 1 was being written"
+        subs = created(sandbox)
+        assert subs[h2]["method"] == "POST"
+        assert subs[h_loose]["method"] == "POST"
+
+    def test_startup_rescan_posts_a_large_first_part_before_a_small_later_one(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Both parts are there when the daemon starts; part 1 takes far longer to hash."""
+        part1 = make_media("part1.wav", seconds=2400, sample_rate_hz=48000)  # 230 MB, as is
+        h1 = sha256(part1)
+        part2, h2 = staged(make_media, "part2.wav")
+        folder = ingestd_env.inbox / "meeting-6"
+        drop(part1, folder)
+        drop(part2, folder)
+        daemon = first(ingestd_env, conversation={"by": "folder"})
+        ingestd_env.wait_states(
+            {"meeting-6/part1.wav": "done", "meeting-6/part2.wav": "done"}, timeout=180
+        )
+        daemon.stop()
+
+        self.assert_appended_in_order(sandbox, [h1, h2])
 
 
 class TestRegex:
