@@ -18,7 +18,7 @@ from ingestd.registry import Sink, SinkContext
 from ingestd_slack.blocks import Message, render_message
 from ingestd_slack.options import SlackOptions
 from ingestd_slack.sink import SlackSink, make_slack_sink
-from tests.slack.conftest import TOKEN, WEBHOOK_PATH, FakeSlack
+from tests.slack.fake import TOKEN, WEBHOOK_PATH, FakeSlack
 from tests.slack.fixtures import insights, result
 
 SECRETS = (TOKEN, WEBHOOK_PATH, WEBHOOK_PATH.rsplit("/", 1)[1])
