@@ -149,7 +149,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if problems:
         print("\nlatest failures")
         for r in problems:
-            print(f"  #{r.id:<5} {r.state:<9} {_when(r.updated_at)} {r.watch}/{r.relpath}")
+            # the conversation id is what `ingestd redeliver`, named in sink errors, takes
+            where = f" (conversation {r.conversation_id})" if r.conversation_id else ""
+            print(f"  #{r.id:<5} {r.state:<9} {_when(r.updated_at)} {r.watch}/{r.relpath}{where}")
             print(f"         {redact(r.error or '')}")
     return ExitCode.OK
 
@@ -202,10 +204,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    """Deliver a conversation's latest insights again, to one sink or all of them."""
+    """Deliver a conversation's latest insights again, to one sink or all of them.
+
+    Works on the conversation's latest part once its insights are saved: done, or failed
+    while delivering (a sink gave up; the hint in its error leads here).
+    """
+    from ingestd.daemon import sink_names
+
     config = _load(args)
     store = _open_store(config)
-    sinks = [str(s.get("name", s["type"])) for s in config.sinks]
+    sinks = sink_names(config.sinks)
     if args.sink and args.sink not in sinks:
         raise ConfigError(
             f"no sink named {args.sink!r} in {config.path} (sinks: {', '.join(sinks)})"
@@ -213,12 +221,19 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     parts = store.parts_of(args.conversation_id)
     if not parts:
         raise IngestdError(
-            f"no delivered recording of conversation {args.conversation_id} in the store"
+            f"no recording of conversation {args.conversation_id} in the store has finished "
+            f"its job; `ingestd status` shows where its recordings are"
         )
     latest = parts[-1]
-    if latest.state not in (State.DONE, State.FAILED):
+    if latest.state in (State.FETCHING, State.DELIVERING):
         print(f"#{latest.id} is {latest.state}; it will deliver by itself")
         return ExitCode.OK
+    if latest.insights_path is None:  # failed while fetching: nothing saved to deliver yet
+        raise IngestdError(
+            f"#{latest.id} {latest.relpath} failed before its insights were saved "
+            f"({redact(latest.error or 'no error recorded')}); `ingestd retry {latest.id}` "
+            f"fetches and delivers them"
+        )
     targets = [args.sink] if args.sink else sinks
     store.transition(latest.id, State.DELIVERING, deliveries=targets, facts={"redeliver": targets})
     sinks_text = ", ".join(targets)
@@ -297,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("redeliver", help="deliver a conversation again (to one sink or all)")
     with_config(p)
     p.add_argument("conversation_id")
-    p.add_argument("--sink", help="the sink's name (its `name`, else its type)")
+    p.add_argument(
+        "--sink",
+        help="the sink's name: its `name`, else its type (a repeated one gets its position "
+        "in the list appended, e.g. slack-2)",
+    )
     p.set_defaults(func=cmd_redeliver)
     p = sub.add_parser("map", help="list or edit the conversation mapping")
     with_config(p)

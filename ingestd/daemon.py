@@ -18,7 +18,7 @@ import fcntl
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +57,30 @@ def build_backend(config: Config, plugins: Plugins) -> Backend:
         raise ConfigError(locate(config, exc.problems)) from None
 
 
+def sink_names(sinks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each configured sink's stable name, in config order: its `name` option, else its type;
+    a name already taken gets the sink's position appended (``slack``, ``slack-1``).
+
+    The outbox keys deliveries by these names, so the daemon (`build_sinks`) and the
+    commands that name sinks (`ingestd redeliver --sink`) must both use this function.
+    """
+    names: list[str] = []
+    for i, options in enumerate(sinks):
+        name = str(options.get("name", options["type"]))
+        while name in names:
+            name = f"{name}-{i}"
+        names.append(name)
+    return names
+
+
 def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
-    """Sinks by a stable name: their `name` option, else their type (numbered if repeated)."""
+    """Sinks by their stable name (`sink_names`)."""
     sinks: dict[str, Sink] = {}
     problems: list[str] = []
-    for i, options in enumerate(config.sinks):
+    for i, (name, options) in enumerate(zip(sink_names(config.sinks), config.sinks, strict=True)):
         options = dict(options)
         kind = options.pop("type")
-        name = str(options.pop("name", kind))
-        if name in sinks:
-            name = f"{name}-{i}"
+        options.pop("name", None)
         try:
             factory = plugins.sinks.get(kind, key_path=f"sinks[{i}].type")
             context = SinkContext(

@@ -364,11 +364,23 @@ class Store:
         return found is not None
 
     def parts_of(self, conversation_id: str) -> list[RecordingRow]:
-        """The recordings of a conversation whose jobs completed, in append order."""
+        """The recordings of a conversation whose jobs completed, in append order.
+
+        That includes the ones that failed after their job completed (while fetching or
+        delivering): they are part of the conversation, and `ingestd retry` or
+        `ingestd redeliver` finishes them without submitting them again.
+        """
+        completed = (State.FETCHING, State.DELIVERING, State.DONE)
         rows = self._query(
-            "SELECT * FROM recordings WHERE conversation_id = ? AND state IN (?, ?, ?)"
-            " ORDER BY sort_key, id",
-            (conversation_id, str(State.FETCHING), str(State.DELIVERING), str(State.DONE)),
+            "SELECT * FROM recordings WHERE conversation_id = ? AND (state IN (?, ?, ?)"
+            " OR (state = ? AND failed_from IN (?, ?))) ORDER BY sort_key, id",
+            (
+                conversation_id,
+                *(str(s) for s in completed),
+                str(State.FAILED),
+                str(State.FETCHING),
+                str(State.DELIVERING),
+            ),
         )
         return [_row(r) for r in rows]
 
@@ -434,11 +446,16 @@ class Store:
         return [dict(r) for r in rows]
 
     def previous_receipts(self, conversation_id: str) -> dict[str, dict[str, Any]]:
-        """sink -> receipt detail of its latest successful delivery of this conversation."""
+        """sink -> receipt detail of its latest successful delivery of this conversation.
+
+        Only a success writes `detail`, and requeueing a delivery (`transition` with
+        ``deliveries``: a retry or a redelivery) keeps it, so the receipt is found whatever
+        state the delivery is in now: a redelivered Slack message is updated, not posted again.
+        """
         rows = self._conn.execute(
             "SELECT d.sink, d.detail FROM deliveries d JOIN recordings r"
-            " ON r.id = d.recording_id WHERE r.conversation_id = ? AND d.state = 'done'"
-            " AND d.detail IS NOT NULL ORDER BY d.updated_at",
+            " ON r.id = d.recording_id WHERE r.conversation_id = ?"
+            " AND d.detail IS NOT NULL ORDER BY d.updated_at, d.recording_id",
             (conversation_id,),
         )
         return {sink: json.loads(detail) for sink, detail in rows}
