@@ -164,35 +164,41 @@ def _nothing(*_: Any) -> None:
 try:
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
-    # The hooks below override these methods (watchdog 7.1). Older watchdogs lack them:
-    # they fail to start at the watch limit (polling covers it) and drop an overflow
-    # silently (only the periodic rescan covers that).
-    _HOOKS = all(
-        hasattr(InotifyWatchGroup, name) for name in ("on_queue_overflow", "_add_callback")
-    )
+    # The hooks below use these (watchdog 7.1). Older watchdogs lack the overflow hook: an
+    # overflow is then dropped silently (only the periodic rescan covers it).
+    _HOOKS = hasattr(InotifyWatchGroup, "on_queue_overflow")
 except (ImportError, OSError, UnsupportedLibcError):  # not Linux: watchdog's observer as is
     _HOOKS = False
 
 if _HOOKS:
 
+    class _ReportingFD:
+        """watchdog's shared inotify instance as one watch group sees it: a folder that
+        cannot be watched is reported before watchdog handles the error its own way
+        (raising for the watch's own folder, skipping a sub-folder with at most a log
+        line). Wrapping the instance, not overriding watchdog's private `_add_callback`,
+        keeps its bookkeeping of watches (which changed in 7.1.1) its own."""
+
+        def __init__(self, fd: Any, on_unwatched: Callable[[bytes, OSError], None]) -> None:
+            self._fd = fd
+            self._on_unwatched = on_unwatched
+
+        def add_callback(self, path: bytes, *args: Any) -> Any:
+            try:
+                return self._fd.add_callback(path, *args)
+            except OSError as exc:
+                self._on_unwatched(path, exc)
+                raise
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._fd, name)
+
     @dataclass
     class _WatchGroup(InotifyWatchGroup):
-        """watchdog's inotify watches for one tree, also telling about a folder it could
-        not watch (watchdog skips it silently) and about a kernel queue overflow."""
+        """watchdog's inotify watches for one tree, also telling about a kernel queue
+        overflow (the inotify instance it is given tells about unwatched folders)."""
 
-        on_unwatched: Callable[[bytes, OSError], None] = field(default=_nothing)
         on_overflow: Callable[[], None] = field(default=_nothing)
-
-        def _add_callback(self, path: bytes) -> None:  # watchdog's, reporting failures
-            try:
-                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-            except OSError as exc:
-                self.on_unwatched(path, exc)
-                if path == self.path:  # the watch's own folder: the caller must know
-                    raise
-                return
-            self._active_callbacks_by_path[path] = wd
-            self._active_callbacks_by_watch[wd] = path
 
         def on_queue_overflow(self) -> None:
             super().on_queue_overflow()
@@ -212,12 +218,11 @@ if _HOOKS:
 
         def on_thread_start(self) -> None:  # watchdog's, with our watch group
             self._inotify = _WatchGroup(
-                self._inotify_fd,
+                _ReportingFD(self._inotify_fd, self._on_unwatched),
                 os.fsencode(self.watch.path),
                 is_recursive=self.watch.is_recursive,
                 event_mask=self.get_event_mask_from_filter(),
                 follow_symlink=self.watch.follow_symlink,
-                on_unwatched=self._on_unwatched,
                 on_overflow=self._on_overflow,
             )
 
@@ -319,14 +324,17 @@ class Watcher:
         try:
             self.observer = self._start_observer()
         except OSError as exc:
-            log.warning(
-                "watch_native_failed",
-                watch=self.watch.name,
-                error=str(exc),
-                action=_limit_advice(exc),
-            )
-            self.mode = "polling"
-            self.observer = self._start_observer()
+            # A sub-folder left unwatched (watchdog ≥ 7.1.1 gives up on the whole watch
+            # then) is told as such just below; anything else is the watch's own failure.
+            if self._unwatched is None:
+                log.warning(
+                    "watch_native_failed",
+                    watch=self.watch.name,
+                    error=str(exc),
+                    action=_limit_advice(exc),
+                )
+                self.mode = "polling"
+                self.observer = self._start_observer()
         if self.mode == "native" and self._unwatched is not None:
             self._switch_to_polling()  # the startup rescan follows: no rescan of our own
         log.info("watch_started", watch=self.watch.name, path=str(self.watch.path), mode=self.mode)
@@ -354,6 +362,8 @@ class Watcher:
     def _on_unwatched(self, folder: bytes, exc: OSError) -> None:
         if exc.errno != errno.ENOSPC or self._unwatched is not None:
             return  # a folder gone while watches were added: nothing was missed
+        if folder == os.fsencode(self.watch.path):
+            return  # the watch's own folder: the observer fails to start, `start` says so
         self._unwatched = relpath(self.watch, Path(os.fsdecode(folder)))
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._watch_limit_reached)

@@ -158,6 +158,28 @@ def no_watch_for(predicate: Callable[[bytes], bool], monkeypatch: pytest.MonkeyP
 
 
 class TestNativeObserver:
+    def test_events_name_new_files_at_the_root_and_in_new_folders(self, tmp_path: Path) -> None:
+        """A file written at the root, and one in a folder made after the start, are
+        nominated through inotify events (no rescan involved); watchdog's bookkeeping of its
+        watches stays its own (7.1.1 changed it and an override lost every event)."""
+        nominated: list[str] = []
+
+        async def main() -> str:
+            watch = watch_of(tmp_path)
+            watcher = Watcher(watch, lambda w, p: nominated.append(relpath(w, p)), lambda w: None)
+            watcher.start(asyncio.get_running_loop())
+            try:
+                (tmp_path / "top.wav").write_bytes(b"x")
+                await until(lambda: "top.wav" in nominated)
+                (tmp_path / "team" / "deep").mkdir(parents=True)
+                (tmp_path / "team" / "deep" / "part1.wav").write_bytes(b"x")
+                await until(lambda: "team/deep/part1.wav" in nominated)
+                return watcher.mode
+            finally:
+                watcher.stop()
+
+        assert asyncio.run(main()) == "native"
+
     def test_queue_overflow_asks_for_one_rescan_and_says_so(self, tmp_path: Path) -> None:
         """Overflows in a burst lead to one logged rescan of the watch."""
         overflow = InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b"")
