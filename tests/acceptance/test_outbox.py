@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from ingestd.testing import drop, wait_for
+from tests.slack.fake import PROXY_VARIABLES, TOKEN, FakeSlack, serve_fake_slack
 
 # A third-party-style sink, loaded from a local file named in the YAML: it records every
 # delivery in a JSON-lines file and, while a "hold" file exists, blocks forever (a sink
@@ -87,6 +92,59 @@ def test_crash_between_sinks_then_the_second_still_delivers(
     ingestd_env.wait_states({"call.wav": "done"})
     assert len(delivered(log)) == 1
     assert next(ingestd_env.results.rglob("insights.json")).stat().st_mtime_ns == first_results
+    assert len([s for s in sandbox.submissions() if s["created"]]) == 1
+    assert restarted.stop() == 0
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlack]:
+    """The fake Slack of tests/slack, with no proxy between it and the daemon."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with serve_fake_slack() as fake:
+        yield fake
+
+
+def database_rows(path: Path) -> dict[str, list[tuple]]:
+    """Every row of the database sink's tables, to compare before and after."""
+    tables = ("conversations", "parts", "messages", "topics", "questions", "members")
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+
+
+def test_crash_between_database_and_slack_then_only_slack_delivers(
+    ingestd_env, sandbox, slack, make_media
+) -> None:
+    """Killed after the database sink delivered but while Slack held its answer, the restart
+    posts to Slack once and leaves the database rows exactly as they were; nothing is
+    uploaded again."""
+    results_db = ingestd_env.root / "results.db"
+    bot = {"type": "slack", "name": "bot", "token": TOKEN, "channel": "C0123456789"}
+    sinks = [
+        {"type": "database", "name": "db", "url": f"sqlite:///{results_db}"},
+        {**bot, "api_base_url": slack.api_url, "timeout_seconds": 60},
+    ]
+    slack.hold_seconds = 60  # Slack acts on nothing until then, or until the caller is gone
+    daemon = ingestd_env.daemon(sinks=sinks).start()
+    daemon.wait_ready()
+    drop(make_media("call.wav"), ingestd_env.inbox)
+    wait_for(lambda: slack.requests, 60, "the Slack request")
+    wait_for(lambda: deliveries(ingestd_env)["db"]["state"] == "done", 30, "the database sink")
+    assert deliveries(ingestd_env)["bot"]["state"] == "pending"
+    written, db_delivery = database_rows(results_db), deliveries(ingestd_env)["db"]
+    daemon.kill()
+    wait_for(lambda: slack.abandoned, 10, "Slack to see the caller hang up")
+    assert slack.posted == []
+    slack.hold_seconds = 0
+    restarted = ingestd_env.daemon().start()
+    ingestd_env.wait_states({"call.wav": "done"})
+    assert len(slack.posted) == 1 and len(slack.requests) == 2
+    assert database_rows(results_db) == written
+    assert [len(written[t]) for t in ("conversations", "parts")] == [1, 1]
+    assert deliveries(ingestd_env)["db"] == db_delivery  # not even its updated_at moved
+    assert [e["sink"] for e in restarted.events() if e.get("event") == "sink_delivered"] == ["bot"]
+    outbox = {sink: (d["state"], d["attempts"]) for sink, d in deliveries(ingestd_env).items()}
+    assert outbox == {"db": ("done", 1), "bot": ("done", 1)}
     assert len([s for s in sandbox.submissions() if s["created"]]) == 1
     assert restarted.stop() == 0
 

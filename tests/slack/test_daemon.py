@@ -1,4 +1,4 @@
-"""The slack sink inside the real daemon: redeliver, a permanent error.
+"""The slack sink inside the real daemon: redeliver, a permanent error, an outage.
 
 Each test runs `ingestd run` as a subprocess against the sandbox and the fake Slack, and
 the operator commands as subprocesses too, so sink names, receipts and the outbox are
@@ -12,6 +12,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from ingestd.testing import IngestdEnv, drop, wait_for
@@ -136,4 +138,52 @@ def test_redeliver_names_repeated_sinks_as_the_daemon_does(
     )
     assert len(slack.calls("chat.postMessage")) == 2
     assert json.loads(outbox(ingestd_env)["slack"]["detail"]) == receipts["slack"]
+    assert daemon.stop() == 0
+
+
+def database_rows(path: Path) -> dict[str, list[tuple]]:
+    """Every row of the database sink's conversation tables, for before/after comparisons."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        tables = [
+            "conversations",
+            "parts",
+            "messages",
+            "topics",
+            "questions",
+            "action_items",
+            "follow_ups",
+            "members",
+        ]
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+
+
+def test_slack_down_for_a_while(ingestd_env, sandbox, slack, make_media) -> None:
+    """Slack answers 500 twice, then 429 with Retry-After: 2, then recovers: exactly one
+    message is posted, the retry after the 429 waits the 2 s asked for, and the database
+    sink beside it delivers once and is never rewritten."""
+    results_db = ingestd_env.root / "results.db"
+    sinks = [{"type": "database", "name": "db", "url": f"sqlite:///{results_db}"}, bot(slack)]
+    slack.fail(500, times=2)
+    slack.rate_limit(times=1, retry_after=2)
+    daemon = ingestd_env.daemon(
+        sinks=sinks,
+        pipeline={"max_attempts": 6, "retry_initial_seconds": 0.2, "retry_max_seconds": 0.5},
+    ).start()
+    daemon.wait_ready()
+    drop(make_media("call.wav"), ingestd_env.inbox)
+    wait_for(lambda: outbox(ingestd_env).get("db", {}).get("state") == "done", 60, "db done")
+    written, db_delivery = database_rows(results_db), outbox(ingestd_env)["db"]
+    ingestd_env.wait_states({"call.wav": "done"})
+    posts = slack.calls("chat.postMessage")
+    assert len(posts) == 4 and len(slack.posted) == 1
+    # Back-off never exceeds retry_max_seconds (0.5 s) here: only Slack's Retry-After
+    # explains the 2 s after the 429.
+    assert posts[3].at - posts[2].at >= 2.0, [p.at for p in posts]
+    sinks_done = {sink: (d["state"], d["attempts"]) for sink, d in outbox(ingestd_env).items()}
+    assert sinks_done == {"db": ("done", 1), "slack": ("done", 4)}
+    delivered = Counter(e["sink"] for e in daemon.events() if e.get("event") == "sink_delivered")
+    assert delivered == {"db": 1, "slack": 1}
+    assert database_rows(results_db) == written
+    assert outbox(ingestd_env)["db"] == db_delivery
+    assert len(written["conversations"]) == 1
     assert daemon.stop() == 0
