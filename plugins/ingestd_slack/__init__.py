@@ -15,8 +15,9 @@ incoming webhook or a bot token and channel::
 
 Each delivery posts one Block Kit message: the conversation's name, a context line,
 speakers, topics, action items, questions and follow-ups (`ingestd_slack.blocks`), with all
-user text escaped (`ingestd_slack.mrkdwn`). Slack messages are not replaced on redelivery,
-so this sink delivers at least once (see `ingestd_slack.sink`).
+user text escaped (`ingestd_slack.mrkdwn`). On redelivery a bot updates its earlier message
+(`chat.update`, from the receipt the outbox keeps); a webhook cannot, so it posts again. A
+message whose answer was lost is posted again: at least once (see `ingestd_slack.sink`).
 """
 
 from __future__ import annotations
