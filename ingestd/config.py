@@ -55,6 +55,7 @@ class PipelineConfig:
     """How hard the core works and how long it keeps trying."""
 
     max_attempts: int = 8
+    resubmit_failed_jobs: int = 2  # times a file whose Symbl job failed is submitted again
     retry_initial_seconds: float = 2.0
     retry_max_seconds: float = 600.0
     transcode_workers: int = 2

@@ -6,9 +6,10 @@ committed to the store before the next side effect, so a restart resumes every r
 from its last durable state::
 
     discovered ─> probed ─> transcoded ─> queued ─> submitting ─> submitted ─> fetching
-        │                                   ^           │                        │
-        │                                   └─(nothing  │                        v
-        │                                      arrived)─┘                   delivering ─> done
+        │                                   ^ ^         │              │         │
+        │                                   │ └(nothing │              │         v
+        │                                   │  arrived)─┘              │    delivering ─> done
+        │                                   └──────(the job failed)────┘
         ├─> duplicate  (same size and content hash as an earlier recording)
         └─> rejected   (bad input: empty, not media, no audio; any stage before submitting)
     any non-terminal state ─> failed  (retries used up, or a permanent error)
@@ -25,7 +26,9 @@ Each step, and which plugin hook it calls (see `ingestd.hookspecs`):
   This is the one step that cannot be blindly repeated: after a crash the core asks the
   backend whether the upload arrived (`Backend.find_submission`) and **reconciles** instead
   of uploading again.
-- ``submitted`` — conversationId and jobId are stored; the Job API is polled.
+- ``submitted`` — conversationId and jobId are stored; the Job API is polled. A job the
+  API failed sends the file back to ``queued``, to be submitted again after a back-off, up
+  to ``pipeline.resubmit_failed_jobs`` times; then the recording is ``failed``.
 - ``fetching`` — the job completed; insights are fetched and saved in the work directory.
 - ``delivering`` — each configured sink is delivered and tracked on its own.
 
@@ -93,7 +96,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     # Back to queued when the API refused the upload (429) or reconciliation shows that
     # nothing arrived; forward when it answered or reconciliation found the job.
     State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED, State.FAILED}),
-    State.SUBMITTED: frozenset({State.FETCHING, State.FAILED}),
+    # Back to queued when the API's job failed and the file is submitted again.
+    State.SUBMITTED: frozenset({State.FETCHING, State.QUEUED, State.FAILED}),
     State.FETCHING: frozenset({State.DELIVERING, State.FAILED}),
     State.DELIVERING: frozenset({State.DONE, State.FAILED}),
     State.DONE: frozenset({State.DELIVERING}),  # `ingestd redeliver`

@@ -546,13 +546,51 @@ class Pipeline:
                 self._give_up(row, State.FAILED, error, resume=State.QUEUED)
                 return
         if status is JobStatus.FAILED:
+            self._job_failed(row)
+            return
+        self.transition(row, State.FETCHING, facts={"job_status": str(status)})
+
+    def _job_failed(self, row: RecordingRow) -> None:
+        """The API failed the job: submit the file again after a back-off, a few times.
+
+        The API says nothing of why, and its own trouble passes; a file it cannot read fails
+        every time, so the resubmissions are few (``pipeline.resubmit_failed_jobs``), then
+        the recording is ``failed`` with the reason. A new conversation is POSTed afresh
+        (the failed one is left at the API, without a transcript); a part appended to a
+        mapped conversation is PUT into it again.
+        """
+        pipeline = self.config.pipeline
+        failures = self.store.failed_jobs(row.id) + 1
+        if failures > pipeline.resubmit_failed_jobs:
+            tries = f"{failures} jobs failed" if failures > 1 else "the job failed"
             error = (
-                f"the Symbl job {row.job_id} failed; `ingestd retry {row.id}` submits "
-                f"the file again"
+                f"the Symbl job {row.job_id} failed ({tries}); `ingestd retry {row.id}` "
+                f"submits the file again"
             )
             self._give_up(row, State.FAILED, error, resume=State.QUEUED)
             return
-        self.transition(row, State.FETCHING, facts={"job_status": str(status)})
+        delay = backoff_seconds(
+            failures, pipeline.retry_initial_seconds, pipeline.retry_max_seconds
+        )
+        submitted = [e for e in self.store.events(row.id) if e["new"] == str(State.SUBMITTED)]
+        posted = bool(submitted) and submitted[-1]["facts"].get("append") is False
+        key = row.conversation_key
+        self.transition(
+            row,
+            State.QUEUED,
+            # the mapping this POST created goes with it: the next POST creates another
+            unmap=(key, row.conversation_id) if key and posted and row.conversation_id else None,
+            facts={
+                "job_failed": row.job_id,
+                "failed_jobs": failures,
+                "retry_in_s": round(delay, 2),
+            },
+            next_attempt_at=time.time() + delay,
+            error=f"the Symbl job {row.job_id} failed; submitting the file again",
+            upload_started_at=None,
+            conversation_id=None,
+            job_id=None,
+        )
 
     async def _fetching(self, row: RecordingRow) -> None:
         """Fetch the conversation's insights; save them durably before delivering."""

@@ -234,6 +234,7 @@ class Store:
         *,
         facts: dict[str, Any] | None = None,
         mapping: tuple[str, str, str | None] | None = None,
+        unmap: tuple[str, str] | None = None,
         deliveries: Iterable[str] = (),
         **columns: Any,
     ) -> RecordingRow:
@@ -242,6 +243,7 @@ class Store:
         Args:
             facts: recorded in the event history (and logged by the caller).
             mapping: (key, conversation_id, name) to persist in the same commit.
+            unmap: (key, conversation_id) to forget in the same commit, if still so mapped.
             deliveries: sink names whose outbox entries start pending in the same commit.
             columns: recording columns to set; attempts and error reset unless given.
         """
@@ -277,6 +279,10 @@ class Store:
                     "INSERT OR IGNORE INTO conversations (key, conversation_id, name, created_at)"
                     " VALUES (?, ?, ?, ?)",
                     (key, conversation_id, name, now),
+                )
+            if unmap:
+                self._conn.execute(
+                    "DELETE FROM conversations WHERE key = ? AND conversation_id = ?", unmap
                 )
             for sink in deliveries:
                 self._conn.execute(
@@ -495,6 +501,23 @@ class Store:
 
     def all(self) -> list[RecordingRow]:
         return [_row(r) for r in self._query("SELECT * FROM recordings ORDER BY id")]
+
+    def failed_jobs(self, recording_id: int) -> int:
+        """Jobs of this recording the API failed since an operator last retried it: the
+        submitted -> queued changes after its last way out of ``failed``."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM events WHERE recording_id = ? AND old = ? AND new = ?"
+            " AND id > (SELECT COALESCE(MAX(id), 0) FROM events"
+            " WHERE recording_id = ? AND old = ?)",
+            (
+                recording_id,
+                str(State.SUBMITTED),
+                str(State.QUEUED),
+                recording_id,
+                str(State.FAILED),
+            ),
+        ).fetchone()
+        return int(row[0])
 
     def events(self, recording_id: int) -> list[dict[str, Any]]:
         rows = self._query(

@@ -141,17 +141,72 @@ def test_tokens_that_expire_during_a_run_are_renewed(ingestd_env, sandbox, make_
     assert daemon.stop() == 0
 
 
-def test_failed_job_is_visible_and_retry_resubmits(ingestd_env, sandbox, make_media) -> None:
-    """A job that fails leaves the recording failed with the reason; `ingestd retry` finishes it."""
+def test_failed_job_is_submitted_again_by_itself(ingestd_env, sandbox, make_media) -> None:
+    """A job the API fails once: the file goes back to the queue and is submitted again
+    after a back-off, as a new conversation; the failed one is not the result."""
     daemon = ingestd_env.daemon().start()
     daemon.wait_ready()
     sandbox.faults.arm({"kind": "fail_job", "times": 1})
+    source = make_media("flaky.wav")
+    digest = sha256(source)
+    drop(source, ingestd_env.inbox)
+    ingestd_env.wait_states({"flaky.wav": "done"})
+    row = ingestd_env.rows()[0]
+    posts = [s for s in created(sandbox) if s["method"] == "POST"]
+    assert [s["sha256"] for s in posts] == [digest, digest], (
+        "the failed job's upload, then one more"
+    )
+    failed_cid = posts[0]["conversationId"]
+    assert row["conversation_id"] == posts[1]["conversationId"] != failed_cid
+    assert list(results(ingestd_env)) == [row["conversation_id"]]
+    log = daemon.events()
+    [again] = [
+        e for e in log if e.get("event") == "state_changed" and e.get("job_failed") is not None
+    ]
+    assert (again["old"], again["new"], again["failed_jobs"]) == ("submitted", "queued", 1)
+    assert daemon.stop() == 0
+
+
+def test_failed_first_part_is_posted_again_and_later_parts_follow_it(
+    ingestd_env, sandbox, make_media
+) -> None:
+    """In a folder conversation whose first part's job fails, the first part is POSTed
+    again and the second is appended to that new conversation, never to the failed one."""
+    daemon = ingestd_env.daemon(watch={"conversation": {"by": "folder"}}).start()
+    daemon.wait_ready()
+    sandbox.faults.arm({"kind": "fail_job", "times": 1})
+    meeting = ingestd_env.inbox / "meeting"
+    meeting.mkdir()
+    first = make_media("part1.wav", seconds=0.4)
+    drop(first, meeting)
+    wait_for(lambda: len(created(sandbox)) >= 1, 30, "the first upload")
+    drop(make_media("part2.wav", seconds=0.4), meeting)
+    ingestd_env.wait_states({"meeting/part1.wav": "done", "meeting/part2.wav": "done"})
+    uploads = created(sandbox)
+    assert [s["method"] for s in uploads] == ["POST", "POST", "PUT"]
+    failed_cid, kept_cid = uploads[0]["conversationId"], uploads[1]["conversationId"]
+    assert failed_cid != kept_cid and uploads[2]["conversationId"] == kept_cid
+    assert {r["conversation_id"] for r in ingestd_env.rows()} == {kept_cid}
+    mapping = cli(ingestd_env, "map", "list")
+    assert kept_cid in mapping.stdout and failed_cid not in mapping.stdout
+    assert daemon.stop() == 0
+
+
+def test_jobs_failing_again_and_again_end_failed_then_retry(
+    ingestd_env, sandbox, make_media
+) -> None:
+    """Jobs failing every time: after pipeline.resubmit_failed_jobs more tries the recording
+    is failed with the reason; `ingestd retry` submits it again and it finishes."""
+    daemon = ingestd_env.daemon(pipeline={"resubmit_failed_jobs": 1}).start()
+    daemon.wait_ready()
+    sandbox.faults.arm({"kind": "fail_job", "times": 2})
     source = make_media("doomed.wav")
     digest = sha256(source)
     drop(source, ingestd_env.inbox)
     ingestd_env.wait_states({"doomed.wav": "failed"})
     row = ingestd_env.rows()[0]
-    assert row["job_id"] in row["error"] and "failed" in row["error"]
+    assert row["job_id"] in row["error"] and "2 jobs failed" in row["error"]
+    assert created_by_sha(sandbox)[digest] == 2, "the first job and one resubmission"
     status = cli(ingestd_env, "status", "--json")
     assert status.returncode == 0, status.stderr
     failures = json.loads(status.stdout)["failures"]
@@ -163,7 +218,7 @@ def test_failed_job_is_visible_and_retry_resubmits(ingestd_env, sandbox, make_me
     ingestd_env.wait_states({"doomed.wav": "done"})
     done = ingestd_env.rows()[0]
     assert done["conversation_id"] != row["conversation_id"], "a new conversation after retry"
-    assert created_by_sha(sandbox)[digest] == 2, "the failed job's upload and the retry"
+    assert created_by_sha(sandbox)[digest] == 3, "two failed jobs' uploads and the retry"
     assert f"part sha256={digest}" in transcript(results(ingestd_env)[done["conversation_id"]])
     assert daemon.stop() == 0
 

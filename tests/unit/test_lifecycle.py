@@ -39,10 +39,13 @@ class TestTable:
         assert TRANSITIONS[State.DUPLICATE] == frozenset()
 
     def test_nothing_returns_to_before_upload_after_submission(self) -> None:
-        """Once submitted, a recording can never be uploaded again by the state machine alone."""
-        for state in (State.SUBMITTED, State.FETCHING, State.DELIVERING, State.DONE):
+        """Once its job completed, a recording is never uploaded again by the state machine
+        alone; the one way back to the queue is a job the API failed (submitted -> queued)."""
+        for state in (State.FETCHING, State.DELIVERING, State.DONE):
             assert State.QUEUED not in TRANSITIONS[state]
             assert State.SUBMITTING not in TRANSITIONS[state]
+        assert State.SUBMITTING not in TRANSITIONS[State.SUBMITTED]
+        assert TRANSITIONS[State.SUBMITTED] == {State.FETCHING, State.QUEUED, State.FAILED}
 
     def test_illegal_transition_raises(self) -> None:
         """The table is enforced."""
