@@ -22,7 +22,7 @@ import asyncio
 import importlib.metadata
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -45,12 +45,12 @@ from ingestd_symbl.bodies import Sent, bytes_body, file_body
 from ingestd_symbl.insights import KINDS, NOT_READY, insight_value, timestamp
 from ingestd_symbl.options import SymblOptions
 from ingestd_symbl.params import encode_query, submit_path, url_request
+from ingestd_symbl.polling import JobDurations, delays_around, poll_delays
 from ingestd_symbl.retry import TRANSIENT_ERRORS, RetryPolicy, describe
 from ingestd_symbl.webhook import JobWebhook
 
 log = structlog.get_logger()
 
-POLL_GROWTH = 1.5
 LIST_PAGE = 100
 LIST_MAX_PAGES = 10
 NAME_CLOCK_TOLERANCE_SECONDS = 5.0
@@ -88,14 +88,6 @@ class AnswerLost(Retryable):
     def __init__(self, message: str, *, may_land_within_seconds: float) -> None:
         super().__init__(message)
         self.may_land_within_seconds = may_land_within_seconds
-
-
-def poll_delays(first: float, maximum: float) -> Iterator[float]:
-    """Waits between polls: `first`, then ×1.5 each time, capped at `maximum`."""
-    delay = min(first, maximum)
-    while True:
-        yield delay
-        delay = min(maximum, delay * POLL_GROWTH)
 
 
 class SymblClient:
@@ -147,6 +139,9 @@ class SymblClient:
             clock=clock,
             timeout=options.request_timeout_seconds,
         )
+        self.job_durations = JobDurations()
+        self._submitted_at: dict[str, float] = {}
+        """Jobs this process submitted, and when: their waits teach `job_durations`."""
         self.webhook = JobWebhook(**vars(options.webhook)) if options.webhook.listen else None
         self._webhook_started = False
         self._webhook_missed_said = False
@@ -275,6 +270,7 @@ class SymblClient:
                 f"{what}: the answer holds no conversationId/jobId",
                 may_land_within_seconds=LOST_AFTER_CLOSE_SECONDS,
             ) from None
+        self._submitted_at[submission.job_id] = self._clock()
         record_upload(size, self._clock() - started)
         log.info(
             "upload_finished",
@@ -297,7 +293,8 @@ class SymblClient:
             raise Retryable(f"job {job_id}: unexpected status {status!r}") from None
 
     def _first_delay(self, expected_seconds: float | None) -> float:
-        """The first poll comes early, later for long media (a tenth of its duration)."""
+        """Without history, the first poll comes early, later for long media (a tenth of
+        its duration)."""
         first = self.options.poll_initial_seconds
         if expected_seconds and expected_seconds > 0:
             first = max(first, 0.1 * expected_seconds)
@@ -306,18 +303,29 @@ class SymblClient:
     async def wait_for_job(
         self, job_id: str, *, expected_seconds: float | None = None
     ) -> JobStatus:
-        """Poll with growing gaps until the job is terminal; transient errors are outlived.
+        """Poll until the job is terminal; transient errors are outlived.
 
-        With the webhook listening, polling is only the safety net: the gaps start at
-        ``poll_max_seconds`` and an update POSTed for this job cuts the current gap short.
+        The schedule is `ingestd_symbl.polling`'s: around the learned duration of jobs once
+        some were seen, growing gaps before that. With the webhook listening, polling is only
+        the safety net: the gaps start at ``poll_max_seconds`` and an update POSTed for this
+        job cuts the current gap short. `expected_seconds` is the media's duration.
         """
         started = self._clock()
+        submitted = self._submitted_at.pop(job_id, None)
+        origin = started if submitted is None else submitted
         deadline = started + self.options.job_timeout_seconds
         hook = self.webhook if self._webhook_started else None
-        first = self.options.poll_max_seconds if hook else self._first_delay(expected_seconds)
-        delays = poll_delays(first, self.options.poll_max_seconds)
+        maximum = self.options.poll_max_seconds
+        estimate = None if hook else self.job_durations.estimate(expected_seconds)
+        if hook:
+            delays = poll_delays(maximum, maximum)
+        elif estimate is not None:
+            delays = delays_around(max(0.0, estimate - (started - origin)), maximum)
+        else:
+            delays = poll_delays(self._first_delay(expected_seconds), maximum)
         status: JobStatus | None = None
         polls = 0
+        last_running = 0.0
         try:
             while True:
                 delay = max(0.0, min(next(delays), deadline - self._clock()))
@@ -326,20 +334,25 @@ class SymblClient:
                 else:
                     await self._sleep(delay)
                 polls += 1
+                asked = self._clock() - origin
                 try:
                     status = await self.job_status(job_id)
                 except Retryable as exc:
                     log.warning("job_poll_failed", job_id=job_id, error=str(exc), polls=polls)
                 else:
                     if status.is_terminal:
+                        if status is JobStatus.COMPLETED and submitted is not None and not hook:
+                            self.job_durations.learn(expected_seconds, last_running, asked)
                         log.info(
                             "job_finished",
                             job_id=job_id,
                             status=str(status),
                             polls=polls,
                             waited_s=round(self._clock() - started, 3),
+                            expected_s=None if estimate is None else round(estimate, 3),
                         )
                         return status
+                    last_running = asked
                 if self._clock() >= deadline:
                     raise Retryable(
                         f"job {job_id} is still {status or 'unknown'} after "

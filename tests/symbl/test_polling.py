@@ -17,6 +17,7 @@ from ingestd.model import Endpoint, EndpointKind, JobStatus, Params, Submission,
 from ingestd.sandbox import Sandbox
 from ingestd_symbl.client import SymblClient, poll_delays
 from ingestd_symbl.options import from_mapping
+from ingestd_symbl.polling import MIN_GAP_SECONDS, JobDurations, delays_around
 from tests.symbl.conftest import make_client, requests_of, write_wav
 
 WAV = Endpoint(EndpointKind.AUDIO, content_type="audio/wav")
@@ -99,6 +100,116 @@ class TestSchedule:
         assert fake.now == pytest.approx(60.0)
         assert max(fake.sleeps) == 10.0  # never more than poll_max_seconds
         assert len(fake.sleeps) < 20
+
+
+class TimedJobs:
+    """A fake Job API on `FakeTime` whose jobs take `durations` seconds each, in order."""
+
+    def __init__(self, fake: FakeTime, durations: list[float], **options: object) -> None:
+        self.fake = fake
+        self.durations = iter(durations)
+        self.ends: dict[str, float] = {}
+        self.polls: dict[str, int] = {}
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path.startswith("/oauth2"):
+                return httpx.Response(200, json={"accessToken": "t", "expiresIn": 86400})
+            if request.method == "POST":
+                job = f"j{len(self.ends)}"
+                self.ends[job] = fake.now + next(self.durations)
+                return httpx.Response(201, json={"conversationId": "c" + job, "jobId": job})
+            job = request.url.path.rsplit("/", 1)[-1]
+            self.polls[job] = self.polls.get(job, 0) + 1
+            done = fake.now >= self.ends[job]
+            return httpx.Response(
+                200, json={"id": job, "status": "completed" if done else "in_progress"}
+            )
+
+        mapping = {"base_url": "https://api.test", "app_id": "a", "app_secret": "b", **options}
+        self.client = SymblClient(
+            from_mapping(mapping),
+            transport=httpx.MockTransport(handler),
+            sleep=fake.sleep,
+            clock=fake.clock,
+        )
+
+    def run(self, jobs: int, media_seconds: float | None = None) -> list[tuple[float, int]]:
+        """Submit and wait for `jobs` jobs one after another: (seen late by, polls) each."""
+
+        async def scenario() -> list[tuple[float, int]]:
+            seen = []
+            try:
+                for _ in range(jobs):
+                    upload = Upload(Path("/dev/null"), 0, None)
+                    sub = await self.client.submit(WAV, upload, Params(), None)
+                    status = await self.client.wait_for_job(
+                        sub.job_id, expected_seconds=media_seconds
+                    )
+                    assert status is JobStatus.COMPLETED
+                    late = self.fake.now - self.ends[sub.job_id]
+                    seen.append((late, self.polls[sub.job_id]))
+            finally:
+                await self.client.aclose()
+            return seen
+
+        return asyncio.run(scenario())
+
+
+class TestLearnedSchedule:
+    def test_delays_around_an_estimate(self) -> None:
+        """Gaps of at most the cap up to the estimate, one landing on it, then dense ones."""
+        delays = list(itertools.islice(delays_around(25.0, 10.0), 6))
+        assert delays == pytest.approx([10.0, 10.0, 5.0, 1.25, 1.875, 2.8125])
+        assert list(itertools.islice(delays_around(1.0, 10.0), 3)) == pytest.approx(
+            [1.0, MIN_GAP_SECONDS, MIN_GAP_SECONDS * 1.5]
+        )
+
+    def test_estimates_per_media_second_and_per_job(self) -> None:
+        """The estimate scales with the media's duration when it is known."""
+        durations = JobDurations()
+        assert durations.estimate(60.0) is None
+        durations.learn(60.0, last_running=29.0, finished=31.0)  # took about 30 s
+        assert durations.estimate(60.0) == pytest.approx(30.0)
+        assert durations.estimate(120.0) == pytest.approx(60.0)
+        assert durations.estimate(None) == pytest.approx(30.0)
+
+    def test_finished_at_the_first_poll_pulls_the_estimate_down(self) -> None:
+        """A job already done at the first poll may have taken less: the estimate shrinks."""
+        durations = JobDurations()
+        durations.learn(None, last_running=0.0, finished=2.0)
+        first = durations.estimate(None)
+        assert first is not None and first < 2.0
+        durations.learn(None, last_running=0.0, finished=first)
+        second = durations.estimate(None)
+        assert second is not None and second < first
+
+    def test_steady_jobs_are_seen_at_once_with_one_or_two_polls(self) -> None:
+        """After a few 1 s jobs, each is seen within a tenth of its length, with ≤ 2 polls
+        on average, where the plain growing schedule is 0.6 s late with 4 polls."""
+        fake = FakeTime()
+        seen = TimedJobs(fake, [1.0] * 40).run(40, media_seconds=1.0)
+        first_late, first_polls = seen[0]
+        assert first_polls == 4 and first_late == pytest.approx(0.625)  # 0.2+0.3+0.45+0.675
+        steady = seen[10:]
+        assert max(late for late, _ in steady) < 0.1
+        assert sum(polls for _, polls in steady) / len(steady) <= 2.0
+
+    def test_a_slower_job_than_expected_is_still_found_soon(self) -> None:
+        """After 1 s jobs, a 5 s one is found by gaps growing from the estimate: late by
+        well under half its length (a plain schedule from 0.2 s is 1.44 s late), not by a
+        poll_max_seconds gap."""
+        fake = FakeTime()
+        seen = TimedJobs(fake, [1.0] * 10 + [5.0]).run(11)
+        late, polls = seen[-1]
+        assert late < 5.0 * 0.4 and polls < 15
+
+    def test_a_wrong_long_estimate_is_no_later_than_the_cap(self) -> None:
+        """Polls come at least every poll_max_seconds, whatever the estimate: a 10 s job
+        after 100 s ones is seen within poll_max_seconds."""
+        fake = FakeTime()
+        seen = TimedJobs(fake, [100.0] * 3 + [10.0], poll_max_seconds=10).run(4)
+        late, _ = seen[-1]
+        assert late <= 10.0
 
 
 class TestAgainstSandbox:
