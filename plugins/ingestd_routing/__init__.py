@@ -9,14 +9,15 @@ Decides two things, each a default that an installed plugin overrides:
 - parameters (``tryfirst``, so other plugins edit after it): the config's, the watch's and
   the sidecar's parameters, then smart defaults (``name``, ``mode: phone`` at 8 kHz,
   speakers per channel), all checked against the contract (see `defaults`, `parameters`,
-  `sidecar`).
+  `sidecar`); and (``trylast``) the same check once more after every other plugin edited
+  them, so a plugin's bad value fails before the upload, with the key named.
 
 At start-up it checks every watch's ``parameters`` and ``endpoint`` (see `options`).
 """
 
 from __future__ import annotations
 
-from ingestd import ConfigError, Endpoint, Media, Params, Recording, hookimpl
+from ingestd import ConfigError, Endpoint, Media, Params, Permanent, Recording, hookimpl
 from ingestd.config import WatchConfig
 
 from . import sidecar
@@ -29,6 +30,7 @@ __all__ = [
     "SCHEMA",
     "EndpointOptions",
     "Parameter",
+    "check_final_parameters",
     "ingestd_choose_endpoint",
     "ingestd_set_parameters",
     "ingestd_validate_watch",
@@ -62,3 +64,16 @@ def ingestd_set_parameters(
 ) -> None:
     """Configured and sidecar parameters, then the defaults nobody set; all checked."""
     fill(recording, media, parse_options(recording.watch), params)
+
+
+@hookimpl(trylast=True, specname="ingestd_set_parameters")
+def check_final_parameters(recording: Recording, params: Params) -> None:
+    """After every plugin edited `params`: check them again, so a value a plugin set
+    fails here with its key named (and the plugin to look at), not as an API 400."""
+    lines = problems(params, prefix="parameters.")
+    if lines:
+        raise Permanent(
+            f"{recording.relpath}: invalid parameters after the ingestd_set_parameters "
+            f"plugins ran: {'; '.join(lines)}; fix the plugin that sets them, then "
+            f"`ingestd retry` the recording"
+        )

@@ -228,3 +228,41 @@ class TestPerChannelOnOneChannel:
         )
         params = parameters_for(recording(tmp_path, media=STEREO_FLAC), MONO_WAV)
         assert params["enableSeparateRecognitionPerChannel"] is False
+
+
+class TestFinalCheck:
+    def _plugins_with(self, tmp_path: Path, body: str) -> Any:
+        from ingestd.plugins import load_plugins
+
+        local = tmp_path / "tweaks.py"
+        local.write_text(
+            "from ingestd import hookimpl\n"
+            "@hookimpl\n"
+            "def ingestd_set_parameters(recording, media, endpoint, params):\n" + body
+        )
+        return load_plugins((str(local),))
+
+    def test_a_plugins_bad_value_fails_before_the_upload(self, tmp_path: Path) -> None:
+        """A value a third-party plugin sets after the routing defaults is checked too: the
+        recording fails naming the key, instead of the API answering 400."""
+        plugins = self._plugins_with(tmp_path, "    params['confidenceThreshold'] = 0.2\n")
+        rec = recording(tmp_path)
+        with pytest.raises(Permanent) as failed:
+            plugins.call_all(
+                "ingestd_set_parameters", recording=rec, media=MONO_WAV, endpoint=AUDIO,
+                params=Params(),
+            )  # fmt: skip
+        assert "parameters.confidenceThreshold: expected a number from 0.5 to 1.0, got 0.2" in (
+            str(failed.value)
+        )
+        assert "fix the plugin" in str(failed.value)
+
+    def test_a_plugins_good_value_passes(self, tmp_path: Path) -> None:
+        """The final check lets a valid edit through, after the defaults were filled in."""
+        plugins = self._plugins_with(tmp_path, "    params['languageCode'] = 'es-ES'\n")
+        rec = recording(tmp_path)
+        params = Params()
+        plugins.call_all(
+            "ingestd_set_parameters", recording=rec, media=MONO_WAV, endpoint=AUDIO, params=params
+        )
+        assert params["languageCode"] == "es-ES" and params["name"]
