@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -200,6 +201,13 @@ class IngestdEnv:
             if daemon.process and daemon.process.poll() is None:
                 daemon.process.kill()
                 daemon.process.wait()
+
+
+def sha256_of(path: Path) -> str:
+    """A file's SHA-256, read in chunks: what the sandbox reports of each upload. Test media
+    can be hundreds of MB, which must not count against a test's own memory."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def copy_slowly(source: Path, target: Path, seconds: float, chunks: int = 10) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
@@ -12,10 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from ingestd.testing import IngestdEnv, copy_slowly, drop, wait_for
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from ingestd.testing import sha256_of as sha256
 
 
 def created(sandbox) -> list[dict]:

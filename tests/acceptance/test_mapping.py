@@ -3,7 +3,6 @@ a restart of the daemon between the parts of a conversation."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -11,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.testing import IngestdEnv, copy_slowly, drop
+from ingestd.testing import sha256_of as sha256
 
 MINUTE = 60.0
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def created(sandbox: Any) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,6 @@ reached the sandbox (route, Content-Type, parameters, bytes) for every container
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,11 @@ import yaml
 
 from ingestd import mediagen
 from ingestd.testing import IngestdEnv, drop
+from ingestd.testing import sha256_of as sha256
 
 SECONDS = 2
 BASE = "https://media.example.com/public/"
 WAV_HEADER_MAX = 200  # RIFF header plus ffmpeg's optional chunks
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def by_name(sandbox: Any) -> dict[str, dict[str, Any]]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
 from ingestd import mediagen
+from ingestd.testing import sha256_of as _sha
 
 from .support import ffprobe_json
 
@@ -18,10 +18,6 @@ def _streams(path: Path) -> dict[str, dict]:
     for stream in ffprobe_json(path)["streams"]:
         found.setdefault(stream["codec_type"], stream)
     return found
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class TestMakeAudio:

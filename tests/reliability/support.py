@@ -7,7 +7,6 @@ daemon's own database, and result files on disk.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -15,16 +14,13 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-from ingestd.testing import DaemonProcess, IngestdEnv, wait_for
+from ingestd.testing import DaemonProcess, IngestdEnv, sha256_of, wait_for
 
 TERMINAL = ("done", "failed", "rejected", "duplicate")
 
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+sha256 = sha256_of  # what the sandbox reports of each upload
 
 
 def created(sandbox: Any) -> list[dict[str, Any]]:
