@@ -56,6 +56,7 @@ class PipelineConfig:
 
     max_attempts: int = 8
     resubmit_failed_jobs: int = 2  # times a file whose Symbl job failed is submitted again
+    delivery_max_attempts: int = 30  # per sink: with the default back-off, about two hours
     retry_initial_seconds: float = 2.0
     retry_max_seconds: float = 600.0
     transcode_workers: int = 2

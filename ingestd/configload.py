@@ -236,6 +236,7 @@ def _watch(
 _PIPELINE_NUMBERS = (  # key, minimum, whole number
     ("max_attempts", 1, True),
     ("resubmit_failed_jobs", 0, True),
+    ("delivery_max_attempts", 1, True),
     ("retry_initial_seconds", 0, False),
     ("retry_max_seconds", 0, False),
     ("transcode_workers", 1, True),

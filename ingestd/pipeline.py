@@ -665,7 +665,9 @@ class Pipeline:
         except Exception as exc:
             retryable = isinstance(exc, Retryable) or not isinstance(exc, IngestdError)
             pipeline = self.config.pipeline
-            if retryable and attempts < pipeline.max_attempts:
+            # A sink's own budget, longer than a stage's: Slack or a database being down for
+            # an hour is an outage to outlive, not a reason to give the recording up.
+            if retryable and attempts < pipeline.delivery_max_attempts:
                 delay = backoff_seconds(
                     attempts, pipeline.retry_initial_seconds, pipeline.retry_max_seconds
                 )

@@ -258,7 +258,11 @@ def test_failed_delivery_is_redelivered_by_retry(ingestd_env, sandbox, make_medi
     results_path = blocker / "results"  # under a file: every write fails
     daemon = ingestd_env.daemon(
         sinks=[{"type": "files", "path": str(results_path)}],
-        pipeline={"max_attempts": 2, "retry_initial_seconds": 0.1, "retry_max_seconds": 0.2},
+        pipeline={
+            "delivery_max_attempts": 2,
+            "retry_initial_seconds": 0.1,
+            "retry_max_seconds": 0.2,
+        },
     ).start()
     daemon.wait_ready()
     source = make_media("undelivered.wav")

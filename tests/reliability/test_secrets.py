@@ -202,7 +202,12 @@ def test_planted_secrets_never_appear_in_any_output(
             },
         ],
         plugins=[str(plugin)],
-        pipeline={"max_attempts": 2, "retry_initial_seconds": 0.1, "retry_max_seconds": 0.2},
+        pipeline={
+            "max_attempts": 2,
+            "delivery_max_attempts": 2,
+            "retry_initial_seconds": 0.1,
+            "retry_max_seconds": 0.2,
+        },
         metrics={"listen": metrics_listen},
     )
     outputs: dict[str, str] = {}
