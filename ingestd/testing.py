@@ -203,6 +203,19 @@ class IngestdEnv:
                 daemon.process.wait()
 
 
+def run_cli(
+    env: IngestdEnv, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``ingestd ARGS --config <env's config>`` as a subprocess, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "ingestd.cli", *args, "--config", str(env.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(extra_env or {})},
+    )
+
+
 def sha256_of(path: Path) -> str:
     """A file's SHA-256, read in chunks: what the sandbox reports of each upload. Test media
     can be hundreds of MB, which must not count against a test's own memory."""

@@ -13,18 +13,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from ingestd.testing import IngestdEnv, drop, wait_for
+from ingestd.testing import drop, run_cli, wait_for
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 
 
-def cli(env: IngestdEnv, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ingestd.cli", *args, "--config", str(env.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+cli = run_cli
 
 
 def created(sandbox) -> list[dict]:

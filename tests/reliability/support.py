@@ -8,7 +8,6 @@ daemon's own database, and result files on disk.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,11 +15,12 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from ingestd.testing import DaemonProcess, IngestdEnv, sha256_of, wait_for
+from ingestd.testing import DaemonProcess, IngestdEnv, run_cli, sha256_of, wait_for
 
 TERMINAL = ("done", "failed", "rejected", "duplicate")
 
 sha256 = sha256_of  # what the sandbox reports of each upload
+cli = run_cli
 
 
 def created(sandbox: Any) -> list[dict[str, Any]]:
@@ -36,19 +36,6 @@ def posts_by_name(sandbox: Any) -> Counter[str]:
     """New conversations (POSTs that created one) per conversation name."""
     return Counter(
         (s.get("params") or {}).get("name") for s in created(sandbox) if s["method"] == "POST"
-    )
-
-
-def cli(
-    env: IngestdEnv, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``ingestd ARGS --config <env's config>`` as a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "ingestd.cli", *args, "--config", str(env.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(extra_env or {})},
     )
 
 

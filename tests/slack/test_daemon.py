@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ingestd.testing import IngestdEnv, drop, wait_for
+from ingestd.testing import IngestdEnv, drop, run_cli, wait_for
 from tests.slack.fake import TOKEN, FakeSlack
 
 
@@ -32,13 +30,7 @@ def bot(slack: FakeSlack, name: str | None = None, channel: str = "C0123456789")
     return {**sink, "name": name} if name else sink
 
 
-def cli(env: IngestdEnv, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ingestd.cli", *args, "--config", str(env.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+cli = run_cli
 
 
 def outbox(env: IngestdEnv) -> dict[str, dict[str, Any]]:
