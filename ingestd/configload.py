@@ -263,6 +263,27 @@ def _pipeline(problems: _Problems, data: Mapping[str, Any]) -> PipelineConfig:
     return PipelineConfig(fetch=fetch, **numbers)
 
 
+def _unique_sink_name(
+    problems: _Problems, sink: Mapping[str, Any], i: int, named: dict[str, int]
+) -> None:
+    """Two sinks with one explicit ``name`` would share their outbox deliveries: refuse it,
+    naming both lines (unnamed sinks of one type are numbered instead, `daemon.sink_names`)."""
+    if "name" not in sink:
+        return
+    name = str(sink["name"])
+    if name in named:
+        first = named[name]
+        line = problems.lines.get(f"sinks[{first}].name") or problems.lines.get(f"sinks[{first}]")
+        where = f"{problems.source}:{line}" if line else problems.source
+        problems.add(
+            f"sinks[{i}].name",
+            f"sink name {name!r} is already taken by sinks[{first}] ({where});"
+            " give each sink a name of its own",
+        )
+    else:
+        named[name] = i
+
+
 def parse_config(text: str, *, source: str = "<config>", base: Path | None = None) -> Config:
     """Validate YAML text into a Config; raise ConfigError listing every problem."""
     base = base or Path.cwd()
@@ -311,10 +332,12 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     if not isinstance(sinks_raw, list):
         problems.add("sinks", f"expected a list of sinks, got {sinks_raw!r}")
         sinks_raw = []
+    named: dict[str, int] = {}  # explicit sink name -> index of the sink that has it
     for i, sink in enumerate(sinks_raw):
         if not isinstance(sink, dict) or not isinstance(sink.get("type"), str):
             problems.add(f"sinks[{i}]", "expected a mapping with a 'type' (e.g. files)")
             continue
+        _unique_sink_name(problems, sink, i, named)
         sink = dict(sink)
         if isinstance(sink.get("path"), str):
             sink["path"] = str((base / sink["path"]).expanduser().resolve())

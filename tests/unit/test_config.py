@@ -94,6 +94,9 @@ BROKEN = [
     (WATCH + "    poll_interval_seconds: 0",
      "bad.yaml:4: watch[0].poll_interval_seconds: expected a number >= 0.1"),
     (S + W + "plugins: [1]", "bad.yaml:3: plugins: expected a list of strings"),
+    (S + W + "sinks:\n  - {type: files, path: x, name: out}\n  - type: database\n"
+     "    url: 'sqlite:///x.db'\n    name: out",
+     "bad.yaml:7: sinks[1].name: sink name 'out' is already taken by sinks[0] (bad.yaml:4)"),
     (S + W + "metrics:\n  listen: everywhere",
      "bad.yaml:4: metrics.listen: expected HOST:PORT, got 'everywhere'"),
     # checked by the registries and the plugins' own options, after loading
@@ -191,3 +194,10 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     assert len(caught.value.problems) == 4
+
+
+def test_unnamed_sinks_of_one_type_are_numbered_not_refused(tmp_path: Path) -> None:
+    """Only an explicit name given twice is an error; two unnamed files sinks load."""
+    text = S + W + "sinks:\n  - {type: files, path: x}\n  - {type: files, path: y}\n"
+    config = parse_config(text, source="ok.yaml", base=tmp_path)
+    assert [s["type"] for s in config.sinks] == ["files", "files"]
