@@ -13,6 +13,11 @@ second conversation. Rejection says so and tells the user to replace the file. F
 promise no length (ogg, adts aac, amr, mp3 without an Info frame, where ffprobe says it is
 "estimating duration from bitrate") cut short are indistinguishable from a shorter
 recording, and are processed as such: their transcoded output is a valid, shorter file.
+
+Only positive evidence rejects: packets that stop short of the promised end. ffprobe listing
+no packets at all proves nothing (the bundled static ffprobe 6.0 printed nothing for
+open-ended ``-read_intervals`` from some install paths), so the check reads again another
+way, and accepts the file when that finds nothing either.
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from ingestd.errors import Rejected
+from ingestd.errors import Rejected, Retryable
+from ingestd.logging import get_logger
 from ingestd.model import Media
 
 from .runner import run_ffprobe
 
+log = get_logger()
+
 TAIL_SECONDS = 5.0
 """How far before the promised end the packet check starts reading."""
+
+ALL_PACKETS_TIMEOUT_SECONDS = 120.0
+"""For the fallback that lists every packet of the file: a few seconds per hour of media."""
 
 _WAV_HEADER_BYTES = 64 * 1024
 _PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)  # streamed wavs: the writer never knew the length
@@ -76,29 +87,76 @@ def _check_wav(path: Path, relpath: str) -> None:
 
 
 def _check_tail(path: Path, relpath: str, duration: float) -> None:
-    """Read (without decoding) the packets of the last seconds; they must reach the end."""
+    """Read (without decoding) the packets of the last seconds; they must reach the end.
+
+    Only packets that stop short of the promised end reject the file. An empty answer is
+    no evidence: the bounded tail read is followed by a read of the whole file, and if that
+    is empty too the file is accepted (and the inconclusive check logged).
+    """
+    end = None
+    for read in (_read_tail, _read_all):
+        end, estimated = read(path, relpath, duration)
+        if estimated:
+            return  # the duration is a guess, not a promise
+        if end is not None:
+            break
+    if end is None:
+        log.warning(
+            "truncation_check_inconclusive",
+            path=relpath,
+            reason="ffprobe listed no packets; the file is taken as complete",
+        )
+        return
+    tolerance = min(5.0, 0.5 + 0.02 * duration)
+    if end < duration - tolerance:
+        raise Rejected(
+            f"{relpath} looks truncated: it promises {duration:.1f} s but its media stops "
+            f"at {end:.1f} s (an interrupted copy?); "
+            f"replace it with the complete file to retry"
+        )
+
+
+def _read_tail(path: Path, relpath: str, duration: float) -> tuple[float | None, bool]:
+    """The end of the last packet from `TAIL_SECONDS` before the promised end onwards.
+
+    The interval has an explicit end, past the promised one: ffprobe 6.0's open-ended
+    intervals (``START%``) list nothing or everything depending on where its binary lies.
+    """
     start = max(0.0, duration - TAIL_SECONDS)
+    span = duration - start + TAIL_SECONDS
+    return _packets_end(path, relpath, ["-read_intervals", f"{start:.3f}%+{span:.3f}"])
+
+
+def _read_all(path: Path, relpath: str, duration: float) -> tuple[float | None, bool]:
+    """The end of the last packet of the whole file, read without any interval.
+
+    The second try: a tail read that finds nothing happens when the seek lands past a
+    truncated file's data, and demuxing every packet (no decoding) is quick. A read that
+    times out proves nothing, so it counts as empty.
+    """
+    try:
+        return _packets_end(path, relpath, [], timeout=ALL_PACKETS_TIMEOUT_SECONDS)
+    except Retryable:
+        return None, False
+
+
+def _packets_end(
+    path: Path, relpath: str, interval: list[str], *, timeout: float | None = None
+) -> tuple[float | None, bool]:
+    """(end of the last packet listed or None, whether ffprobe estimated the duration)."""
     completed = run_ffprobe(
         [
             "-v", "info",  # info level: the "Estimating duration from bitrate" note
-            "-read_intervals", f"{start:.3f}%",
+            *interval,
             "-show_entries", "packet=pts_time,dts_time,duration_time",
             "-of", "csv=p=0",
         ],
         path,
         relpath,
+        timeout=timeout,
     )  # fmt: skip
-    if "Estimating duration from bitrate" in completed.stderr:
-        return  # the duration is a guess, not a promise
-    end = _last_packet_end(completed.stdout)
-    tolerance = min(5.0, 0.5 + 0.02 * duration)
-    if end is None or end < duration - tolerance:
-        found = "no media at all" if end is None else f"media up to {end:.1f} s"
-        raise Rejected(
-            f"{relpath} looks truncated: it promises {duration:.1f} s but reading its last "
-            f"seconds found {found} (an interrupted copy?); "
-            f"replace it with the complete file to retry"
-        )
+    estimated = "Estimating duration from bitrate" in completed.stderr
+    return _last_packet_end(completed.stdout), estimated
 
 
 def _last_packet_end(csv: str) -> float | None:
