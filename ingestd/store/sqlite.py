@@ -24,6 +24,7 @@ from typing import Any
 from ingestd.errors import StoreError
 from ingestd.lifecycle import PIPELINE, State, check_transition
 from ingestd.logging import redact
+from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
 
 SCHEMA_VERSION = 1
@@ -95,7 +96,7 @@ def _encode(column: str, value: Any) -> Any:
     return value
 
 
-class Store:
+class Store(OperatorTables):
     """Recordings, the conversation mapping, events and the per-sink delivery outbox."""
 
     def __init__(self, path: Path) -> None:
