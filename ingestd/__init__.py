@@ -1,13 +1,19 @@
 """ingestd: a plugin-based media ingestion daemon.
 
 The public API for plugin authors: the `hookimpl` marker, the value types hooks receive and
-return, the protocols of registered objects, and the errors to raise.
+return, the configuration types, the protocols of registered objects, the options helpers,
+the metrics a backend records and the errors to raise. Import them from here
+(``from ingestd import Recording, hookimpl``); the modules behind them are private and may
+move. Besides these names, the public modules are `PUBLIC_MODULES`: the hook
+specifications, the pytest fixtures, the Symbl emulator, generated test media and where
+ffmpeg lives.
 """
 
 from __future__ import annotations
 
 import pluggy
 
+from ingestd.config import Secret, WatchConfig
 from ingestd.errors import (
     ApiError,
     ConfigError,
@@ -17,10 +23,12 @@ from ingestd.errors import (
     RecordingError,
     Rejected,
     Retryable,
+    UnknownJob,
 )
 from ingestd.model import (
     AS_IS,
     EXISTING_CONVERSATION,
+    INSIGHT_KINDS,
     NEW_CONVERSATION,
     DeliveryReceipt,
     Endpoint,
@@ -35,17 +43,59 @@ from ingestd.model import (
     TranscodePlan,
     Upload,
 )
-from ingestd.registry import Backend, MappingHistory, Sink, SinkContext
+from ingestd.options import OptionProblems, unknown_keys
+from ingestd.registry import (
+    Backend,
+    BackendFactory,
+    MappingHistory,
+    Sink,
+    SinkContext,
+    SinkFactory,
+)
+from ingestd.sidecar import Sidecar, read_sidecar
 
 hookimpl = pluggy.HookimplMarker("ingestd")
 """Marks a plugin function as an implementation of an `ingestd.hookspecs` hook."""
 
+
+def record_api_request(route: str, status: int, seconds: float) -> None:
+    """Count one HTTP attempt of an API backend in the daemon's metrics.
+
+    Args:
+        route: ``METHOD /path``; ids in the path are replaced by ``{id}``.
+        status: the HTTP status, or 0 when no answer came (connection error, timeout).
+        seconds: how long the attempt took.
+    """
+    from ingestd import metrics  # imported on first use: the CLI starts without it
+
+    metrics.record_api_request(route, status, seconds)
+
+
+def record_upload(size_bytes: int, seconds: float) -> None:
+    """Count one upload the API accepted, its size and how long it took, in the metrics."""
+    from ingestd import metrics
+
+    metrics.record_upload(size_bytes, seconds)
+
+
+PUBLIC_MODULES = (
+    "ingestd.hookspecs",
+    "ingestd.testing",
+    "ingestd.sandbox",
+    "ingestd.mediagen",
+    "ingestd.executables",
+)
+"""Modules a plugin may import besides the names in ``__all__``."""
+
 __all__ = [
     "AS_IS",
     "EXISTING_CONVERSATION",
+    "INSIGHT_KINDS",
     "NEW_CONVERSATION",
+    "PUBLIC_MODULES",
     "ApiError",
     "Backend",
+    "BackendFactory",
     "ConfigError",
     "DeliveryReceipt",
     "Endpoint",
@@ -55,6 +105,7 @@ __all__ = [
     "JobStatus",
     "MappingHistory",
     "Media",
+    "OptionProblems",
     "Params",
     "Permanent",
     "PluginError",
@@ -63,10 +114,19 @@ __all__ = [
     "Rejected",
     "Result",
     "Retryable",
+    "Secret",
+    "Sidecar",
     "Sink",
     "SinkContext",
+    "SinkFactory",
     "Submission",
     "TranscodePlan",
+    "UnknownJob",
     "Upload",
+    "WatchConfig",
     "hookimpl",
+    "read_sidecar",
+    "record_api_request",
+    "record_upload",
+    "unknown_keys",
 ]

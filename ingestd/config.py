@@ -30,7 +30,9 @@ class WatchConfig:
     """One watched folder and how its recordings are handled.
 
     The plugin-owned sections (`conversation`, `transcode`, `endpoint`) are mappings the
-    bundled plugins validate and read; `parameters` are Symbl query parameters.
+    bundled plugins validate and read; `parameters` are the API's query parameters.
+    `options` holds every other key of the watch as written: keys that plugins declare
+    through ``ingestd_watch_keys`` and check in ``ingestd_validate_watch``.
     """
 
     name: str
@@ -45,6 +47,7 @@ class WatchConfig:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     transcode: Mapping[str, Any] = field(default_factory=dict)
     endpoint: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 DEFAULT_FETCH = ("messages", "topics", "questions", "action_items", "follow_ups", "members")

@@ -8,7 +8,6 @@ A message names the file, the line, the key path and what was expected::
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from ingestd.config import (
 )
 from ingestd.errors import ConfigError
 from ingestd.model import INSIGHT_KINDS
+from ingestd.options import unknown_key_message
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEY = re.compile(r"(secret|token|password|webhook_url)$", re.IGNORECASE)
@@ -74,9 +74,7 @@ class _Problems:
     def unknown_keys(self, data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
         for key in data:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.add(_join(prefix, str(key)), f"unknown key{hint}")
+                self.add(_join(prefix, str(key)), unknown_key_message(key, allowed))
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -201,7 +199,8 @@ def _watch(
     if not isinstance(data, dict):
         problems.add(prefix, f"expected a mapping with at least 'path', got {data!r}")
         return None
-    problems.unknown_keys(data, WATCH_KEYS, prefix)
+    # Other keys may belong to plugins (ingestd_watch_keys): checked once they are loaded.
+    options = {str(k): v for k, v in data.items() if k not in WATCH_KEYS}
     raw_path = data.get("path")
     if not isinstance(raw_path, str) or not raw_path:
         problems.add(_join(prefix, "path"), "expected the folder to watch")
@@ -230,6 +229,7 @@ def _watch(
         parameters={**defaults, **_mapping(problems, data, "parameters", prefix)},
         transcode=_mapping(problems, data, "transcode", prefix),
         endpoint=_mapping(problems, data, "endpoint", prefix),
+        options=options,
     )
 
 
@@ -380,6 +380,18 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         source=source,
         lines=problems.lines,
     )
+
+
+def unknown_watch_keys(config: Config, claimed: set[str]) -> list[str]:
+    """``watch[i].key: unknown key; did you mean ...`` for each key of a watch that is neither
+    the core's nor claimed by a loaded plugin (``ingestd_watch_keys``), with its line."""
+    known = (*WATCH_KEYS, *sorted(claimed))
+    located = _Problems(config.source, dict(config.lines))
+    for i, watch in enumerate(config.watches):
+        located.unknown_keys(
+            {k: None for k in watch.options if k not in claimed}, known, f"watch[{i}]"
+        )
+    return located.items
 
 
 def locate(config: Config, problems: list[str]) -> list[str]:

@@ -26,7 +26,7 @@ import structlog
 
 from ingestd import systemd
 from ingestd.config import Config, WatchConfig
-from ingestd.configload import load_config, locate
+from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, StoreError
 from ingestd.intake import Intake, first_sort_key
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
@@ -98,8 +98,11 @@ def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
 
 
 def validate_watches(config: Config, plugins: Plugins) -> None:
-    """Let each plugin check the per-watch options it owns; raise every problem at once."""
-    problems: list[str] = []
+    """Let each plugin check the per-watch options it owns; raise every problem at once.
+    A key of a watch that neither the core nor a plugin (``ingestd_watch_keys``) owns is
+    an unknown key."""
+    claimed = {str(k) for keys, _ in plugins.call_all("ingestd_watch_keys") for k in keys or ()}
+    problems: list[str] = unknown_watch_keys(config, claimed)
     for watch in config.watches:
         try:
             for answer, _ in plugins.call_all("ingestd_validate_watch", watch=watch):

@@ -10,6 +10,7 @@
     │   ├── Retryable             nobody: transient (429, 5xx, network); retried with back-off
     │   │   └── DiskFull          the operator: free space; waits (never fails the recording)
     │   └── Permanent             the operator: will not succeed by retrying -> failed
+    │       └── UnknownJob        the operator: the backend forgot a job; `ingestd retry`
     ├── ApiError                  the Symbl API answered with an error status (carries status)
     └── StoreError                the operator: the state database is unusable
 """
@@ -71,6 +72,12 @@ class Permanent(RecordingError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class UnknownJob(Permanent):
+    """The backend no longer knows a job it accepted (an emulator restarted, the service
+    purged it): waiting cannot help, only a new upload, which is the operator's call
+    (`ingestd retry`). Raised by `Backend.wait_for_job`."""
 
 
 class ApiError(IngestdError):

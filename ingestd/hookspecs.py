@@ -75,6 +75,24 @@ def ingestd_register_sinks(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def ingestd_watch_keys() -> list[str] | None:
+    """Name the per-watch keys this plugin owns, so that ``watch[i].<key>`` is no unknown key.
+
+    Called at start-up, on reload and by ``ingestd check``, before
+    `ingestd_validate_watch`; every implementation is called. A key of a watch that neither
+    the core nor any loaded plugin names is reported with a did-you-mean, so a plugin that
+    is disabled or not installed leaves its keys reported as unknown.
+
+    :return: the key names (``["retention_days"]``). Their values are in
+        ``watch.options[key]`` as written in the YAML (after ``${VAR}`` substitution);
+        check them in `ingestd_validate_watch` and read them from ``recording.watch``.
+
+    Bundled: none (the bundled plugins' sections ``transcode``, ``conversation``,
+    ``endpoint`` and ``parameters`` are the core's keys).
+    """
+
+
+@hookspec
 def ingestd_validate_watch(watch: WatchConfig) -> list[str] | None:
     """Check the per-watch options a plugin owns, at start-up and in ``ingestd check``.
 

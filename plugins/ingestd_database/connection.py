@@ -32,7 +32,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ingestd.errors import Permanent, RecordingError, Retryable
+from ingestd import Permanent, RecordingError, Retryable
 from ingestd_database.options import DatabaseOptions
 
 CONNECT_TIMEOUT_SECONDS = 10

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from ingestd.errors import Permanent, Retryable
+from ingestd import Permanent, Retryable
 from ingestd_database.schema import UTCDateTime, build_tables
 
 LOCK_TIMEOUT_SECONDS = 60

@@ -14,7 +14,6 @@ Short URLs map to the drivers ingestd installs and tests (psycopg 3, PyMySQL, sq
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
-from ingestd.errors import ConfigError
+from ingestd import ConfigError, unknown_keys
 
 KEYS = ("url", "password", "table_prefix", "pool_size")
 IGNORED_KEYS = ("type", "name")
@@ -90,11 +89,7 @@ class DatabaseOptions:
                 folder); the working directory when None.
         """
         problems: list[str] = []
-        for key in options:
-            if key not in KEYS and key not in IGNORED_KEYS:
-                close = difflib.get_close_matches(str(key), KEYS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"{key_path}.{key}: unknown key{hint}")
+        problems.extend(unknown_keys(options, KEYS, key_path, ignored=IGNORED_KEYS))
         default = f"sqlite:///{state_dir / 'results.db'}"
         url = _parse_url(options.get("url", default), f"{key_path}.url", base, problems)
         password = options.get("password")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestd.model import Result
+from ingestd import Result
 from ingestd_database.schema import ITEM_KINDS
 
 Row = dict[str, Any]

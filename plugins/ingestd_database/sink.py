@@ -29,9 +29,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ingestd.errors import ConfigError, RecordingError
-from ingestd.model import DeliveryReceipt, Result
-from ingestd.registry import SinkContext
+from ingestd import ConfigError, DeliveryReceipt, RecordingError, Result, SinkContext
 from ingestd_database.connection import failure, make_engine, sqlite_folder
 from ingestd_database.migrations import migrate
 from ingestd_database.options import DatabaseOptions

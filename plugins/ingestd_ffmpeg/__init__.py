@@ -15,8 +15,7 @@ Decides three things, each a ``trylast`` default that an installed plugin overri
 
 from __future__ import annotations
 
-from ingestd import ConfigError, Media, Recording, Rejected, TranscodePlan, hookimpl
-from ingestd.config import WatchConfig
+from ingestd import ConfigError, Media, Recording, Rejected, TranscodePlan, WatchConfig, hookimpl
 
 from .content_types import content_type_for, is_mp4_video
 from .options import TranscodeOptions, parse_options

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePath
 
-from ingestd.model import Media
+from ingestd import Media
 
 MP4_SUFFIXES = frozenset({".mp4", ".m4v"})
 """Suffixes of the mp4 files the video routes take as they are (m4v is Apple's name for

@@ -18,14 +18,12 @@ They shape the files that have to be transcoded anyway; a file the API accepts a
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingestd.config import WatchConfig
-from ingestd.errors import ConfigError
+from ingestd import ConfigError, WatchConfig, unknown_keys
 
 AUDIO_FORMATS = ("wav", "mp3")
 MIN_SAMPLE_RATE_HZ = 8000
@@ -74,11 +72,7 @@ def parse_options(watch: WatchConfig) -> TranscodeOptions:
     def bad(key: str, message: str) -> None:
         problems.append(f"{prefix}.{key}: {message}")
 
-    for key in data:
-        if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(KEYS)}"
-            bad(str(key), f"unknown key{hint}")
+    problems.extend(unknown_keys(data, KEYS, prefix))
 
     audio_format = data.get("audio_format", "wav")
     if audio_format not in AUDIO_FORMATS:

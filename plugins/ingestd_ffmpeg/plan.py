@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingestd import executables
-from ingestd.model import AS_IS, Media, TranscodePlan
+from ingestd import AS_IS, Media, TranscodePlan, executables
 
 from .content_types import is_mp4_video, suffix_of
 from .options import MP3_SAMPLE_RATES_HZ, TranscodeOptions

@@ -15,8 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ingestd.errors import Rejected
-from ingestd.model import Media
+from ingestd import Media, Rejected
 
 from .runner import first_error_line, run_ffprobe
 from .truncation import check_complete

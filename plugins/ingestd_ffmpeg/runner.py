@@ -6,8 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ingestd import executables
-from ingestd.errors import Retryable
+from ingestd import Retryable, executables
 
 PROBE_TIMEOUT_SECONDS = 30.0
 """ffprobe reads headers and a few seconds of packets; longer means a stalled disk or

@@ -25,13 +25,13 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from ingestd.errors import Rejected, Retryable
-from ingestd.logging import get_logger
-from ingestd.model import Media
+import structlog
+
+from ingestd import Media, Rejected, Retryable
 
 from .runner import run_ffprobe
 
-log = get_logger()
+log = structlog.get_logger()
 
 TAIL_SECONDS = 5.0
 """How far before the promised end the packet check starts reading."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingestd.errors import ConfigError
+from ingestd import ConfigError, unknown_keys
 
 FORMATS = ("json", "markdown", "srt", "vtt", "txt")
 """Every output format, in the order files are written."""
@@ -60,11 +60,7 @@ class FilesOptions:
                 the working directory when None.
         """
         problems: list[str] = []
-        for key in options:
-            if key not in KEYS and key not in IGNORED_KEYS:
-                close = difflib.get_close_matches(str(key), KEYS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"{key_path}.{key}: unknown key{hint}")
+        problems.extend(unknown_keys(options, KEYS, key_path, ignored=IGNORED_KEYS))
         path = _parse_path(options.get("path"), f"{key_path}.path", base, problems)
         formats = _parse_formats(options.get("formats", list(DEFAULT_FORMATS)), key_path, problems)
         template = options.get("template", DEFAULT_TEMPLATE)

@@ -16,8 +16,7 @@ import re
 import unicodedata
 from pathlib import Path, PurePath
 
-from ingestd.errors import Permanent
-from ingestd.model import Result
+from ingestd import Permanent, Result
 from ingestd_files.render import first_part, part_date
 
 COMPONENT_MAX_BYTES = 120

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestd.model import Recording, Result
+from ingestd import Recording, Result
 from ingestd_files.timeline import (
     Line,
     clock,

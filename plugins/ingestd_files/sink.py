@@ -29,9 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingestd.errors import Retryable
-from ingestd.model import DeliveryReceipt, Result
-from ingestd.registry import SinkContext
+from ingestd import DeliveryReceipt, Result, Retryable, SinkContext
 from ingestd_files.options import FilesOptions
 from ingestd_files.paths import output_dir, template_fields
 from ingestd_files.render import RENDERERS, to_json

@@ -18,10 +18,16 @@ parts one at a time in ``conversation.order``.
 
 from __future__ import annotations
 
-from ingestd import EXISTING_CONVERSATION, NEW_CONVERSATION, ConfigError, Recording, hookimpl
-from ingestd.config import WatchConfig
-from ingestd.registry import MappingHistory
-from ingestd_routing import sidecar
+from ingestd import (
+    EXISTING_CONVERSATION,
+    NEW_CONVERSATION,
+    ConfigError,
+    MappingHistory,
+    Recording,
+    WatchConfig,
+    hookimpl,
+    read_sidecar,
+)
 
 from .keys import folder_key, regex_key, sidecar_key, ttl_key
 from .options import STRATEGIES, MappingOptions, parse_options
@@ -54,7 +60,7 @@ def ingestd_conversation_key(recording: Recording, history: MappingHistory) -> s
 
 def conversation_key(recording: Recording, history: MappingHistory, options: MappingOptions) -> str:
     """The key for `recording` under `options` (`NEW_CONVERSATION`: one of its own)."""
-    found = sidecar.read(recording.path, recording.relpath)
+    found = read_sidecar(recording.path, recording.relpath)
     if found.conversation_id is not None:
         return EXISTING_CONVERSATION + found.conversation_id
     if found.conversation_key is not None:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from ingestd.model import NEW_CONVERSATION, Recording
-from ingestd.registry import MappingHistory
+from ingestd import NEW_CONVERSATION, MappingHistory, Recording
 
 from .options import MappingOptions
 

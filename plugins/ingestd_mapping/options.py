@@ -16,15 +16,13 @@ The core reads ``order`` itself; this plugin only validates it.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingestd.config import WatchConfig
-from ingestd.errors import ConfigError
+from ingestd import ConfigError, WatchConfig, unknown_keys
 
 STRATEGIES = ("none", "folder", "regex", "sidecar", "ttl")
 ORDERS = ("name", "mtime")
@@ -62,11 +60,7 @@ def parse_options(watch: WatchConfig) -> MappingOptions:
     def bad(key: str, message: str) -> None:
         problems.append(f"{prefix}.{key}: {message}")
 
-    for key in data:
-        if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(KEYS)}"
-            bad(str(key), f"unknown key; {hint}")
+    problems.extend(unknown_keys(data, KEYS, prefix))
 
     by = _choice(data, "by", STRATEGIES, bad)
     order = _choice(data, "order", ORDERS, bad)

@@ -17,10 +17,17 @@ At start-up it checks every watch's ``parameters`` and ``endpoint`` (see `option
 
 from __future__ import annotations
 
-from ingestd import ConfigError, Endpoint, Media, Params, Permanent, Recording, hookimpl
-from ingestd.config import WatchConfig
+from ingestd import (
+    ConfigError,
+    Endpoint,
+    Media,
+    Params,
+    Permanent,
+    Recording,
+    WatchConfig,
+    hookimpl,
+)
 
-from . import sidecar
 from .defaults import fill
 from .endpoint import choose
 from .options import EndpointOptions, channel_problems, parse_options, per_channel_requested
@@ -37,7 +44,6 @@ __all__ = [
     "parse_options",
     "per_channel_requested",
     "problems",
-    "sidecar",
 ]
 
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from ingestd.errors import Permanent
-from ingestd.logging import get_logger
-from ingestd.model import Media, Params, Recording
+import structlog
 
-from . import sidecar as sidecars
+from ingestd import Media, Params, Permanent, Recording, Sidecar, read_sidecar
+
 from .options import EndpointOptions
 from .parameters import PER_CHANNEL, implied, problems
 
-log = get_logger()
+log = structlog.get_logger()
 
 PHONE_MAX_SAMPLE_RATE_HZ = 8000
 """Sound sampled at this rate or lower is a telephone call: ``mode: phone``."""
@@ -48,7 +47,7 @@ def fill(recording: Recording, media: Media, options: EndpointOptions, params: P
         Rejected: the sidecar is unusable or its parameters are invalid (the user fixes it).
         Permanent: the merged parameters are invalid without a sidecar to blame.
     """
-    sidecar = sidecars.read(recording.path, recording.relpath)
+    sidecar = read_sidecar(recording.path, recording.relpath)
     explicit: dict[str, Any] = {**recording.watch.parameters, **sidecar.parameters}
     params.update(explicit)
     defaulted = _defaults(recording, media, options, params, explicit)
@@ -96,9 +95,7 @@ def _defaults(
     return defaulted
 
 
-def _check_channels(
-    recording: Recording, media: Media, sidecar: sidecars.Sidecar, params: Params
-) -> None:
+def _check_channels(recording: Recording, media: Media, sidecar: Sidecar, params: Params) -> None:
     """Reject a sidecar's per-channel recognition when the upload has a single channel.
 
     The API would be told to recognise channels the file does not have. (A watch's own

@@ -13,9 +13,7 @@ sound alone is sent with ``transcode.video_as_audio``) goes through the file rou
 
 from __future__ import annotations
 
-from ingestd.errors import Permanent
-from ingestd.model import Endpoint, EndpointKind, Media, Recording
-from ingestd_ffmpeg import content_type_for
+from ingestd import Endpoint, EndpointKind, Media, Permanent, Recording
 
 from .options import EndpointOptions
 
@@ -58,5 +56,11 @@ def url_endpoint(recording: Recording, media: Media, options: EndpointOptions) -
 
 
 def audio_content_type(media: Media) -> str | None:
-    """``audio/wav``, ``audio/mpeg``, or None to let the API detect the format."""
-    return content_type_for(".audio", media)  # for sound, the container decides
+    """``audio/wav``, ``audio/mpeg``, or None to let the API detect the format: for sound,
+    ffprobe's container name decides (the only two audio types the API names)."""
+    formats = media.container.split(",")
+    if "wav" in formats:
+        return "audio/wav"
+    if "mp3" in formats:
+        return "audio/mpeg"
+    return None

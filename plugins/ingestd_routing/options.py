@@ -19,15 +19,12 @@ per-channel recognition for every recording with that many channels.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ingestd.config import WatchConfig
-from ingestd.errors import ConfigError
-from ingestd_ffmpeg import parse_options as transcode_options
+from ingestd import ConfigError, WatchConfig, unknown_keys
 
 from .parameters import PER_CHANNEL, SPEAKER_KEYS, show
 
@@ -68,11 +65,7 @@ def parse_options(watch: WatchConfig) -> EndpointOptions:
     prefix = f"watch[{watch.name}].endpoint"
     problems: list[str] = []
 
-    for key in data:
-        if key not in KEYS:
-            close = difflib.get_close_matches(str(key), KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(KEYS)}"
-            problems.append(f"{prefix}.{key}: unknown key{hint}")
+    problems.extend(unknown_keys(data, KEYS, prefix))
 
     base = data.get("public_base_url")
     if base is not None:
@@ -152,11 +145,20 @@ def _conflicts(watch: WatchConfig, prefix: str) -> list[str]:
 
 
 def _transcoder_channels(watch: WatchConfig) -> int:
-    """How many channels the ffmpeg plugin keeps when it converts a file of this watch."""
-    try:
-        return transcode_options(watch).channels
-    except ConfigError:  # reported by the ffmpeg plugin itself
+    """How many channels a converted file of this watch keeps: ``transcode.channels`` as
+    the README documents it (default 2 when per-channel recognition is asked for, else 1).
+
+    Read from the watch's YAML, not from the ffmpeg plugin, so that disabling or replacing
+    that plugin never breaks this one; a bad value is the transcoder's to report.
+    """
+    channels = (watch.transcode or {}).get("channels")
+    if channels in (1, 2) and not isinstance(channels, bool):
+        return int(channels)
+    if channels is not None:
         return 2
+    flag = watch.parameters.get(PER_CHANNEL)  # YAML may hold "true" for the flag, too
+    spelt_true = isinstance(flag, str) and flag.strip().lower() == "true"
+    return 2 if per_channel_requested(watch) or spelt_true else 1
 
 
 def channel_problems(watch: WatchConfig) -> list[str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ingestd.model import Result
+from ingestd import Result
 from ingestd_slack.mrkdwn import bold, clean, code, fit_mrkdwn, fit_plain, units
 
 LIMITS = {

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingestd.config import Secret
-from ingestd.errors import ConfigError
+from ingestd import ConfigError, Secret, unknown_keys
 from ingestd_slack.blocks import SECTIONS
 
 DEFAULT_API_BASE_URL = "https://slack.com/api/"
@@ -85,11 +84,7 @@ class SlackOptions:
             key_path: where the block is in the YAML, e.g. ``sinks[2]``.
         """
         problems: list[str] = []
-        for key in options:
-            if key not in KEYS and key not in IGNORED_KEYS:
-                close = difflib.get_close_matches(str(key), KEYS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(f"{key_path}.{key}: unknown key{hint}")
+        problems.extend(unknown_keys(options, KEYS, key_path, ignored=IGNORED_KEYS))
         webhook_url = options.get("webhook_url")
         token = options.get("token")
         channel = options.get("channel")

@@ -35,9 +35,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
-from ingestd.errors import Permanent, RecordingError, Retryable
-from ingestd.model import DeliveryReceipt, Result
-from ingestd.registry import SinkContext
+from ingestd import DeliveryReceipt, Permanent, RecordingError, Result, Retryable, SinkContext
 from ingestd_slack.blocks import Message, render_message
 from ingestd_slack.options import SlackOptions
 

@@ -23,8 +23,7 @@ from collections.abc import Callable
 import httpx
 import structlog
 
-from ingestd.config import Secret
-from ingestd.errors import Permanent, Retryable
+from ingestd import Permanent, Retryable, Secret
 from ingestd_symbl.retry import RetryPolicy
 
 log = structlog.get_logger()

@@ -17,7 +17,7 @@ import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from ingestd.errors import Retryable
+from ingestd import Retryable
 
 CHUNK_BYTES = 1 << 20
 

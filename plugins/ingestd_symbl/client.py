@@ -29,16 +29,17 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from ingestd.errors import Permanent, Retryable
-from ingestd.metrics import record_upload
-from ingestd.model import (
+from ingestd import (
     Endpoint,
     EndpointKind,
     Insights,
     JobStatus,
     Params,
+    Permanent,
+    Retryable,
     Submission,
     Upload,
+    record_upload,
 )
 from ingestd_symbl.auth import TokenProvider
 from ingestd_symbl.bodies import Sent, bytes_body, file_body

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ingestd.errors import Retryable
+from ingestd import Retryable
 
 KINDS: dict[str, tuple[str, dict[str, str], str | None]] = {
     # kind: (path under the conversation, query, key of the list in the answer)

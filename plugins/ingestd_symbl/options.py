@@ -7,14 +7,12 @@ at start-up rather than a silent default.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingestd.config import Secret
-from ingestd.errors import ConfigError
+from ingestd import ConfigError, OptionProblems, Secret
 
 SANDBOX = "sandbox"
 """The ``base_url`` that selects the embedded emulator instead of a real API host."""
@@ -95,23 +93,7 @@ _WEBHOOK_KEYS = ("listen", "public_url")
 _ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
-class _Problems:
-    """Collects one line per problem under a key path."""
-
-    def __init__(self, key_path: str) -> None:
-        self.key_path = key_path
-        self.lines: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.lines.append(f"{self.key_path}.{key}: {message}")
-
-    def unknown_keys(self, data: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-        for key in data:
-            if key in known:
-                continue
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.add(f"{where}{key}", f"unknown key{hint}")
+_Problems = OptionProblems
 
 
 def _number(
@@ -162,7 +144,7 @@ def _sandbox(problems: _Problems, value: Any) -> SandboxSettings | None:
     if not isinstance(value, Mapping):
         problems.add("sandbox", f"expected a mapping, got {type(value).__name__}")
         return None
-    problems.unknown_keys(value, tuple(_SANDBOX_NUMBERS), "sandbox.")
+    problems.unknown_keys(value, tuple(_SANDBOX_NUMBERS), "sandbox")
     found = {
         key: _number(problems, value, key, spec, "sandbox.")
         for key, spec in _SANDBOX_NUMBERS.items()
@@ -183,7 +165,7 @@ def _webhook(problems: _Problems, value: Any, base_url: str | None) -> WebhookSe
     if not isinstance(value, Mapping):
         problems.add("webhook", f"expected a mapping or false, got {type(value).__name__}")
         return None
-    problems.unknown_keys(value, _WEBHOOK_KEYS, "webhook.")
+    problems.unknown_keys(value, _WEBHOOK_KEYS, "webhook")
     listen, public_url = value.get("listen"), value.get("public_url")
     host = None
     if not isinstance(listen, str):
@@ -212,7 +194,7 @@ def from_mapping(m: Mapping[str, Any], key_path: str = "symbl") -> SymblOptions:
     problems = _Problems(key_path)
     if not isinstance(m, Mapping):
         raise ConfigError(f"{key_path}: expected a mapping, got {type(m).__name__}")
-    problems.unknown_keys(m, KEYS, "")
+    problems.unknown_keys(m, KEYS)
     base_url = None
     if "base_url" in m:
         base_url = _base_url(problems, m["base_url"])

@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from ingestd.errors import Permanent
-from ingestd.model import EndpointKind
+from ingestd import EndpointKind, Permanent
 
 URL_QUERY_KEYS = ("enableSpeakerDiarization", "diarizationSpeakerCount")
 """Parameters of URL routes sent in the query string rather than the JSON body."""

@@ -30,8 +30,7 @@ from typing import Any
 import httpx
 import structlog
 
-from ingestd.errors import IngestdError, Permanent, Retryable
-from ingestd.metrics import record_api_request
+from ingestd import IngestdError, Permanent, Retryable, record_api_request
 
 log = structlog.get_logger()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from ingestd.errors import ConfigError
+from ingestd import ConfigError
 from ingestd_symbl.client import SymblClient
 from ingestd_symbl.options import SymblOptions, from_mapping
 

@@ -22,8 +22,6 @@ from urllib.parse import urlsplit
 import h11
 import structlog
 
-from ingestd.metrics import parse_listen  # HOST:PORT, as metrics.listen
-
 log = structlog.get_logger()
 
 PATH = "/symbl/job-status"
@@ -176,3 +174,10 @@ class JobWebhook:
         writer.write(conn.send(h11.Data(data=payload)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port); port 0 picks a free one. The options
+    were checked at start-up (`ingestd_symbl.options`), so a bad value here is a bug."""
+    host, _, port = listen.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)

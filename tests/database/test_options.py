@@ -87,7 +87,7 @@ class TestProblems:
         assert problems(tabel_prefix="x_", pool=3, colour="red") == [
             "sinks[1].tabel_prefix: unknown key; did you mean 'table_prefix'?",
             "sinks[1].pool: unknown key; did you mean 'pool_size'?",
-            "sinks[1].colour: unknown key",
+            "sinks[1].colour: unknown key; known keys: url, password, table_prefix, pool_size",
         ]
 
     def test_every_problem_at_once(self) -> None:

@@ -62,7 +62,7 @@ class TestBadOptions:
         """Unknown keys get a did-you-mean; a bad format is named by its index."""
         assert problems({"formats": ["json", "pdf"], "templat": "x", "foo": 1}) == [
             "sinks[0].templat: unknown key; did you mean 'template'?",
-            "sinks[0].foo: unknown key",
+            "sinks[0].foo: unknown key; known keys: path, formats, template",
             "sinks[0].path: required (the folder to write results into)",
             'sinks[0].formats[1]: expected one of json, markdown, srt, vtt, txt, got "pdf"',
         ]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ingestd.errors import Rejected
-from ingestd_routing.sidecar import Sidecar, read
+from ingestd.sidecar import Sidecar
+from ingestd.sidecar import read_sidecar as read
 
 
 def write(folder: Path, name: str, text: str) -> Path:

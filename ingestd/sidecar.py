@@ -12,6 +12,10 @@ and reads two sections, both optional::
 
 A sidecar that cannot be used (bad YAML, an unknown key, two candidates at one level) is
 the user's to fix, so it raises `Rejected` naming the sidecar file and the key.
+
+The sidecar belongs to the recording, not to one plugin: the routing plugin reads its
+parameters, the mapping plugin its conversation, and a third-party plugin may read either
+(``ingestd.read_sidecar``), so it lives in the core.
 """
 
 from __future__ import annotations
@@ -23,11 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from ingestd.errors import Rejected
-
-from .parameters import show
 
 SUFFIXES = (".ingestd.yaml", ".ingestd.yml", ".ingestd.json")
 """What a sidecar's name ends with; the watch never ingests these (see the README)."""
@@ -70,7 +70,7 @@ def find(path: Path) -> list[Path]:
     return []
 
 
-def read(path: Path, relpath: str) -> Sidecar:
+def read_sidecar(path: Path, relpath: str) -> Sidecar:
     """The sidecar of the recording at `path` (`relpath` in its watch), or an empty one.
 
     Raises:
@@ -100,6 +100,8 @@ def _parse(sidecar: Sidecar, text: str) -> Any:
             return json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
             raise sidecar.fail(f"line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    import yaml  # imported on first use: `import ingestd` stays light for the CLI
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -146,6 +148,16 @@ def _interpret(sidecar: Sidecar, data: Any) -> Sidecar:
         conversation_key=str(key).strip() if key is not None else None,
         conversation_id=str(cid) if cid is not None else None,
     )
+
+
+def show(value: Any) -> str:
+    """A value as the user wrote it in YAML: true/false/null, quoted strings, short."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    text = repr(str.__str__(value)) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _scalar(value: Any) -> bool:
