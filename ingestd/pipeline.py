@@ -274,7 +274,13 @@ class Pipeline:
         self.on_change()
 
     def _give_up(
-        self, row: RecordingRow, new: State, error: str, *, resume: State | None = None
+        self,
+        row: RecordingRow,
+        new: State,
+        error: str,
+        *,
+        resume: State | None = None,
+        unmap: tuple[str, str] | None = None,
     ) -> None:
         error = redact(error)  # stored, and given to plugins: errors may quote credentials
         current = self.store.get(row.id)
@@ -285,6 +291,7 @@ class Pipeline:
             error=error,
             failed_from=str(resume or current.state),
             attempts=current.attempts,
+            unmap=unmap,
         )
         log.error(
             "recording_finished",
@@ -543,7 +550,8 @@ class Pipeline:
                     f"the API does not know job {row.job_id} any more ({exc}); "
                     f"`ingestd retry {row.id}` submits the file again"
                 )
-                self._give_up(row, State.FAILED, error, resume=State.QUEUED)
+                unmap = self._mapping_posted_by(row)
+                self._give_up(row, State.FAILED, error, resume=State.QUEUED, unmap=unmap)
                 return
         if status is JobStatus.FAILED:
             self._job_failed(row)
@@ -557,29 +565,27 @@ class Pipeline:
         every time, so the resubmissions are few (``pipeline.resubmit_failed_jobs``), then
         the recording is ``failed`` with the reason. A new conversation is POSTed afresh
         (the failed one is left at the API, without a transcript); a part appended to a
-        mapped conversation is PUT into it again.
+        mapped conversation is PUT into it again. Giving up forgets the mapping the same way,
+        so an ``ingestd retry`` POSTs afresh too instead of appending to the failed one.
         """
         pipeline = self.config.pipeline
         failures = self.store.failed_jobs(row.id) + 1
+        unmap = self._mapping_posted_by(row)
         if failures > pipeline.resubmit_failed_jobs:
             tries = f"{failures} jobs failed" if failures > 1 else "the job failed"
             error = (
                 f"the Symbl job {row.job_id} failed ({tries}); `ingestd retry {row.id}` "
                 f"submits the file again"
             )
-            self._give_up(row, State.FAILED, error, resume=State.QUEUED)
+            self._give_up(row, State.FAILED, error, resume=State.QUEUED, unmap=unmap)
             return
         delay = backoff_seconds(
             failures, pipeline.retry_initial_seconds, pipeline.retry_max_seconds
         )
-        submitted = [e for e in self.store.events(row.id) if e["new"] == str(State.SUBMITTED)]
-        posted = bool(submitted) and submitted[-1]["facts"].get("append") is False
-        key = row.conversation_key
         self.transition(
             row,
             State.QUEUED,
-            # the mapping this POST created goes with it: the next POST creates another
-            unmap=(key, row.conversation_id) if key and posted and row.conversation_id else None,
+            unmap=unmap,
             facts={
                 "job_failed": row.job_id,
                 "failed_jobs": failures,
@@ -591,6 +597,14 @@ class Pipeline:
             conversation_id=None,
             job_id=None,
         )
+
+    def _mapping_posted_by(self, row: RecordingRow) -> tuple[str, str] | None:
+        """(key, conversationId) if this recording's last upload POSTed its conversation: a
+        failed job's mapping goes with it, so the next POST creates another."""
+        submitted = [e for e in self.store.events(row.id) if e["new"] == str(State.SUBMITTED)]
+        posted = bool(submitted) and submitted[-1]["facts"].get("append") is False
+        key = row.conversation_key
+        return (key, row.conversation_id) if key and posted and row.conversation_id else None
 
     async def _fetching(self, row: RecordingRow) -> None:
         """Fetch the conversation's insights; save them durably before delivering."""

@@ -8,8 +8,11 @@ import sys
 from ingestd.testing import drop, wait_for
 
 
-def embedded(env, **sandbox):
-    return env.daemon(symbl={"base_url": "sandbox", "sandbox": {"job_seconds": 0.5, **sandbox}})
+def embedded(env, watch=None, **sandbox):
+    return env.daemon(
+        symbl={"base_url": "sandbox", "sandbox": {"job_seconds": 0.5, **sandbox}},
+        watch=watch or {},
+    )
 
 
 def test_embedded_sandbox_processes_a_file(ingestd_env, make_media) -> None:
@@ -41,4 +44,31 @@ def test_restart_forgets_jobs_and_retry_resubmits(ingestd_env, make_media) -> No
     )
     ingestd_env.wait_states({"slow.wav": "done"})
     wait_for(lambda: list(ingestd_env.results.rglob("insights.json")), 10, "results")
+    assert restarted.stop() == 0
+
+
+def test_retry_of_a_forgotten_first_part_posts_a_new_conversation(
+    ingestd_env, make_media
+) -> None:
+    """The first part of a folder conversation whose job the restarted sandbox forgot: the
+    mapping to that conversation goes with it, so `ingestd retry` POSTs afresh and finishes
+    (a PUT into the forgotten conversation would fail again)."""
+    by_folder = {"conversation": {"by": "folder"}}
+    daemon = embedded(ingestd_env, by_folder, job_seconds=30).start()
+    daemon.wait_ready()
+    drop(make_media("part1.wav"), ingestd_env.inbox / "meeting")
+    ingestd_env.wait_states({"meeting/part1.wav": "submitted"})
+    daemon.kill()
+    restarted = embedded(ingestd_env, by_folder).start()
+    ingestd_env.wait_states({"meeting/part1.wav": "failed"})
+    forgotten = ingestd_env.rows()[0]["conversation_id"]
+    assert ingestd_env.rows()[0]["conversation_key"] == "folder:inbox:meeting"
+    subprocess.run(
+        [sys.executable, "-m", "ingestd.cli", "retry", "--config", str(ingestd_env.config_path)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    ingestd_env.wait_states({"meeting/part1.wav": "done"})
+    assert ingestd_env.rows()[0]["conversation_id"] != forgotten
     assert restarted.stop() == 0

@@ -223,6 +223,36 @@ def test_jobs_failing_again_and_again_end_failed_then_retry(
     assert daemon.stop() == 0
 
 
+def test_retry_after_a_first_part_failed_for_good_posts_a_new_conversation(
+    ingestd_env, sandbox, make_media
+) -> None:
+    """A folder conversation's first part whose jobs all failed: giving up forgets its
+    mapping as an automatic resubmission does, so `ingestd retry` POSTs afresh rather than
+    PUTting into the failed conversation, and a later part is appended to the new one."""
+    daemon = ingestd_env.daemon(
+        watch={"conversation": {"by": "folder"}}, pipeline={"resubmit_failed_jobs": 0}
+    ).start()
+    daemon.wait_ready()
+    sandbox.faults.arm({"kind": "fail_job", "times": 1})
+    meeting = ingestd_env.inbox / "meeting"
+    drop(make_media("part1.wav", seconds=0.4), meeting)
+    ingestd_env.wait_states({"meeting/part1.wav": "failed"})
+    [failed_upload] = created(sandbox)
+    failed_cid = failed_upload["conversationId"]
+    assert failed_cid not in cli(ingestd_env, "map", "list").stdout
+    retried = cli(ingestd_env, "retry")
+    assert retried.returncode == 0, retried.stderr
+    ingestd_env.wait_states({"meeting/part1.wav": "done"})
+    drop(make_media("part2.wav", seconds=0.4), meeting)
+    ingestd_env.wait_states({"meeting/part2.wav": "done"})
+    uploads = created(sandbox)
+    assert [s["method"] for s in uploads] == ["POST", "POST", "PUT"]
+    kept_cid = uploads[1]["conversationId"]
+    assert kept_cid != failed_cid and uploads[2]["conversationId"] == kept_cid
+    assert {r["conversation_id"] for r in ingestd_env.rows()} == {kept_cid}
+    assert daemon.stop() == 0
+
+
 def test_retries_used_up_end_failed_with_reason_then_retry(
     ingestd_env, sandbox, make_media
 ) -> None:
