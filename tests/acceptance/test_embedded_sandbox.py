@@ -47,9 +47,7 @@ def test_restart_forgets_jobs_and_retry_resubmits(ingestd_env, make_media) -> No
     assert restarted.stop() == 0
 
 
-def test_retry_of_a_forgotten_first_part_posts_a_new_conversation(
-    ingestd_env, make_media
-) -> None:
+def test_retry_of_a_forgotten_first_part_posts_a_new_conversation(ingestd_env, make_media) -> None:
     """The first part of a folder conversation whose job the restarted sandbox forgot: the
     mapping to that conversation goes with it, so `ingestd retry` POSTs afresh and finishes
     (a PUT into the forgotten conversation would fail again)."""
