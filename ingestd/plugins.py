@@ -19,8 +19,8 @@ from typing import Any
 
 import pluggy
 
-from ingestd import hookspecs
-from ingestd.errors import IngestdError, PluginError
+from ingestd import hookcall, hookspecs
+from ingestd.errors import PluginError
 from ingestd.logging import get_logger
 from ingestd.registry import BackendFactory, Registry, SinkFactory
 
@@ -57,38 +57,26 @@ class Plugins:
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.info if p.status.startswith("failed")]
 
-    def _impls(self, hook_name: str) -> list[Any]:
-        # pluggy calls the last registered (and tryfirst) implementations first
-        return list(reversed(getattr(self.manager.hook, hook_name).get_hookimpls()))
-
     def call_first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str | None]:
-        """Call a firstresult hook; return (result, name of the plugin that answered).
+        """Call a firstresult hook through pluggy; (result, name of the plugin that answered).
 
-        Implementations are called one by one, in pluggy's order, so that an exception
-        can name the plugin that raised it and ``ingestd explain`` can say who answered.
+        Wrappers, tryfirst/trylast and hook-call monitoring apply as pluggy documents; the
+        plugin named is the one whose answer came out (see `ingestd.hookcall`), or None
+        when nobody answered. A plugin that raises fails the call with a `PluginError`
+        naming it.
         """
-        for impl in self._impls(hook_name):
-            result = _guarded(impl, hook_name, kwargs)
-            if result is not None:
-                return result, impl.plugin_name
-        return None, None
+        result, notes = hookcall.call(self.manager, hook_name, kwargs)
+        return result, hookcall.answered_by(result, notes)
 
-    def call_all(self, hook_name: str, **kwargs: Any) -> list[tuple[Any, str]]:
-        """Call every implementation in pluggy's order; (result, plugin name) for each."""
-        return [(_guarded(i, hook_name, kwargs), i.plugin_name) for i in self._impls(hook_name)]
+    def call_all(self, hook_name: str, **kwargs: Any) -> list[tuple[Any, str | None]]:
+        """Call a hook through pluggy; (result, plugin name) for each non-None result."""
+        results, notes = hookcall.call(self.manager, hook_name, kwargs)
+        return hookcall.answers(list(results or []), notes)
 
-
-def _guarded(impl: Any, hook_name: str, kwargs: dict[str, Any]) -> Any:
-    """Call one implementation; a non-ingestd exception becomes a PluginError naming it."""
-    args = {name: kwargs[name] for name in impl.argnames}
-    try:
-        return impl.function(**args)
-    except IngestdError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"plugin {impl.plugin_name!r} raised in {hook_name}: {type(exc).__name__}: {exc}"
-        ) from exc
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an event hook: every implementation runs; one that raises is logged with
+        its plugin's name and never reaches the caller (`ingestd.hookcall.EVENT_HOOKS`)."""
+        getattr(self.manager.hook, hook_name)(**kwargs)
 
 
 def _label(ep: EntryPoint) -> str:
@@ -119,7 +107,7 @@ def load_plugins(
     entry_points_enabled: bool = True,
 ) -> Plugins:
     """Build the manager, load every plugin, fill the backend and sink registries."""
-    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm = hookcall.AttributingManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     info: list[PluginInfo] = []
     eps = (
