@@ -1,4 +1,4 @@
-"""The ``ingestd`` subcommands: run, check, status, retry, plugins, sandbox.
+"""The ``ingestd`` subcommands (`build_parser` lists them all, and so does ``--help``).
 
 `ingestd.cli` is the entry point: it sets up stop signals before importing this module.
 User errors print one line (no traceback) and exit with a code from `ExitCode`; a bad
@@ -37,6 +37,16 @@ class ExitCode(IntEnum):
     CONFIG = 78  # EX_CONFIG
 
 
+class UsageError(IngestdError):
+    """The command line asks for something that does not exist (a sink name, ...): exit 2,
+    as argparse does, not 78, which says the config file is broken."""
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 watch``, ``2 watches``."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     register_config_secrets(config)
@@ -62,7 +72,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     _print_plugins(plugins)
     validate_watches(config, plugins)
     sinks = build_sinks(config, plugins)
-    print(f"config: {config.path}: ok ({len(config.watches)} watches, sinks: {', '.join(sinks)})")
+    watches = plural(len(config.watches), "watch", "watches")
+    print(f"config: {config.path}: ok ({watches}, sinks: {', '.join(sinks)})")
 
     async def probe_api() -> None:
         backend = build_backend(config, plugins)
@@ -174,11 +185,23 @@ def _row_json(row: Any, store: Any) -> dict[str, Any]:
     }
 
 
+def _recording(store: Any, recording_id: int) -> Any:
+    """The row with this id, or one line saying there is none (never a KeyError traceback)."""
+    try:
+        return store.get(recording_id)
+    except KeyError:
+        raise IngestdError(
+            f"no recording #{recording_id} in the state database; `ingestd status` lists them"
+        ) from None
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _open_store(config)
     rows = (
-        [store.get(i) for i in args.ids] if args.ids else store.latest(RESUMABLE_TERMINALS, 10**6)
+        [_recording(store, i) for i in args.ids]
+        if args.ids
+        else store.latest(RESUMABLE_TERMINALS, 10**6)
     )
     retried = 0
     for row in rows:
@@ -215,7 +238,7 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     store = _open_store(config)
     sinks = sink_names(config.sinks)
     if args.sink and args.sink not in sinks:
-        raise ConfigError(
+        raise UsageError(
             f"no sink named {args.sink!r} in {config.path} (sinks: {', '.join(sinks)})"
         )
     parts = store.parts_of(args.conversation_id)
@@ -288,7 +311,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingestd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ingestd")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -335,15 +358,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     installunit.add_arguments(p)
     p.set_defaults(func=installunit.install_unit)
-    p = sub.add_parser("sandbox", help="run the Symbl API emulator on its own")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8787)
-    p.add_argument("--app-id", default="sandbox")
-    p.add_argument("--app-secret", default="sandbox")
-    p.add_argument("--job-seconds", type=float, default=2.0)
-    p.add_argument("--concurrency-limit", type=int, default=5)
-    p.add_argument("--token-lifetime", type=int, default=86400)
+    p = sub.add_parser(
+        "sandbox",
+        help="run the Symbl API emulator on its own",
+        description="Run the Symbl API emulator on its own, for a config whose "
+        "symbl.base_url points at it (http://127.0.0.1:8787). Its insights are made up: "
+        "deterministic sentences derived from each upload's bytes, not what was said.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8787, help="port to listen on (0: any free one)")
+    p.add_argument("--app-id", default="sandbox", help="the app id clients must present")
+    p.add_argument("--app-secret", default="sandbox", help="the app secret clients must present")
+    p.add_argument(
+        "--job-seconds",
+        type=float,
+        default=2.0,
+        help="how long each job runs before it completes",
+    )
+    p.add_argument(
+        "--concurrency-limit",
+        type=int,
+        default=5,
+        help="jobs in flight at once before submissions get 429 (the account's limit)",
+    )
+    p.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=86400,
+        help="seconds an access token stays valid (expiresIn)",
+    )
     p.set_defaults(func=cmd_sandbox)
+    parser.description = (
+        "Watch folders for recordings, send them to the Symbl.ai Async API and deliver the "
+        f"insights to sinks. Subcommands: {', '.join(sub.choices)}; each has its own --help."
+    )
     return parser
 
 
@@ -361,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = (redact(p) for p in exc.problems)
         print("ingestd: configuration error:\n  " + "\n  ".join(problems), file=sys.stderr)
         return ExitCode.CONFIG
+    except UsageError as exc:
+        print(f"ingestd: {redact(str(exc))}", file=sys.stderr)
+        return ExitCode.USAGE
     except PluginError as exc:
         print(f"ingestd: {redact(str(exc))}", file=sys.stderr)
         return ExitCode.CONFIG

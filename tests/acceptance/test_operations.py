@@ -46,14 +46,15 @@ class TestRedeliver:
     def test_redeliver_unknown_sink_is_a_clear_error(
         self, ingestd_env, sandbox, make_media
     ) -> None:
-        """Naming a sink that is not configured fails with exit 78 and says which exist."""
+        """Naming a sink that is not configured is a usage error (exit 2, not 78: the config
+        file is fine) and says which sinks exist."""
         daemon = ingestd_env.daemon().start()
         daemon.wait_ready()
         drop(make_media("a.wav"), ingestd_env.inbox)
         ingestd_env.wait_states({"a.wav": "done"})
         daemon.stop()
         result = cli(ingestd_env, "redeliver", "123", "--sink", "nope")
-        assert result.returncode == 78
+        assert result.returncode == 2
         assert "no sink named 'nope'" in result.stderr and "files" in result.stderr
 
 
@@ -206,7 +207,7 @@ class TestCheck:
         )
         assert result.returncode == 0, result.stderr + result.stdout
         config = tmp_path / "config" / "example.yaml"
-        assert f"config: {config}: ok (1 watches, sinks: files)" in result.stdout
+        assert f"config: {config}: ok (1 watch, sinks: files)" in result.stdout
         assert "api: sandbox: credentials accepted" in result.stdout
 
     def test_check_rejects_bad_credentials_without_printing_them(self, ingestd_env) -> None:
