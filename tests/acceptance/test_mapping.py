@@ -4,6 +4,7 @@ a restart of the daemon between the parts of a conversation."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -257,3 +258,57 @@ class TestTtl:
         assert {s["conversationId"] for s in joined} == {first_conversation}
         assert subs[hashes["a.wav"]]["method"] == "POST"
         assert subs[hashes["a.wav"]]["conversationId"] != first_conversation
+
+
+class TestNames:
+    def test_a_folder_conversation_is_named_after_its_folder(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """``meeting-42/part1.wav, part2.wav`` is "meeting-42" at the API, in the results
+        folder, the Markdown title and the database sink; a file in the watch's own folder
+        keeps its file name, and a sidecar's explicit ``name`` still wins."""
+        database = ingestd_env.root / "results.db"
+        sinks = [
+            {"type": "files", "path": str(ingestd_env.results)},
+            {"type": "database", "url": f"sqlite:///{database}"},
+        ]
+        daemon = ingestd_env.daemon(
+            watch={"patterns": ["*.wav"], "conversation": {"by": "folder"}}, sinks=sinks
+        ).start()
+        daemon.wait_ready()
+        part1, h1 = staged(make_media, "part1.wav")
+        part2, _ = staged(make_media, "part2.wav")
+        loose, h_loose = staged(make_media, "loose.wav")
+        named, h_named = staged(make_media, "take1.wav")
+        drop(part1, ingestd_env.inbox / "meeting-42")
+        drop(part2, ingestd_env.inbox / "meeting-42")
+        drop(loose, ingestd_env.inbox)
+        (ingestd_env.inbox / "review").mkdir()
+        (ingestd_env.inbox / "review" / "take1.ingestd.yaml").write_text(
+            "parameters: {name: Design review}\n"
+        )
+        drop(named, ingestd_env.inbox / "review")
+        ingestd_env.wait_states(
+            {
+                "meeting-42/part1.wav": "done",
+                "meeting-42/part2.wav": "done",
+                "loose.wav": "done",
+                "review/take1.wav": "done",
+            }
+        )
+        daemon.stop()
+
+        names = {
+            h: sandbox.conversations()[s["conversationId"]]["name"]
+            for h, s in created(sandbox).items()
+        }
+        assert names == {h1: "meeting-42", h_loose: "loose", h_named: "Design review"}
+        meeting = created(sandbox)[h1]["conversationId"]
+        folder = ingestd_env.results / f"meeting-42-{meeting}"
+        assert folder.is_dir(), sorted(p.name for p in ingestd_env.results.iterdir())
+        markdown = next(folder.glob("*.md")).read_text()
+        assert markdown.startswith("# meeting-42\n")
+        with sqlite3.connect(database) as conn:
+            stored = dict(conn.execute("SELECT id, name FROM conversations"))
+        assert stored[meeting] == "meeting-42"
+        assert sorted(stored.values()) == ["Design review", "loose", "meeting-42"]

@@ -12,7 +12,7 @@ from ingestd.config import WatchConfig
 from ingestd.errors import Rejected
 from ingestd.model import Recording
 from ingestd_mapping import ingestd_conversation_key, ingestd_validate_watch, parse_options
-from ingestd_mapping.keys import escape
+from ingestd_mapping.keys import conversation_name, escape
 
 T0 = 1_700_000_000.0
 MINUTE = 60.0
@@ -321,3 +321,24 @@ class TestTtl:
         w = watch(tmp_path, by="ttl", group="regex", pattern=r"^(?P<key>.+)_", window_minutes=10)
         keys = keys_for(w, [("a:b_1.wav", T0), ("a_1.wav", T0)])
         assert keys["a:b_1.wav"] != keys["a_1.wav"]
+
+
+class TestConversationName:
+    """`conversation_name`: the default name of a conversation, read back from its key."""
+
+    @pytest.mark.parametrize(
+        ("key", "name"),
+        [
+            ("folder:sales:meeting-42", "meeting-42"),
+            ("folder:sales:2026/q4/meeting-42", "meeting-42"),
+            ("regex:sales:ACME%3A42", "ACME:42"),
+            ("sidecar:sales:weekly-sync", "weekly-sync"),
+            ("ttl:sales::1767225600", "sales 2026-01-01 00:00"),
+            ("ttl:sales:.:1767225600", "sales 2026-01-01 00:00"),
+            ("ttl:sales:calls%3Ab:1767225600", "calls:b 2026-01-01 00:00"),
+            ("conversation:5678", None),
+            (None, None),
+        ],
+    )
+    def test_names(self, key: str | None, name: str | None) -> None:
+        assert conversation_name(key) == name
