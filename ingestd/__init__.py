@@ -43,6 +43,7 @@ from ingestd.model import (
     TranscodePlan,
     Upload,
 )
+from ingestd.naming import conversation_name
 from ingestd.options import OptionProblems, unknown_keys
 from ingestd.registry import (
     Backend,
@@ -124,6 +125,7 @@ __all__ = [
     "UnknownJob",
     "Upload",
     "WatchConfig",
+    "conversation_name",
     "hookimpl",
     "read_sidecar",
     "record_api_request",

@@ -207,8 +207,9 @@ def ingestd_set_parameters(
     :param endpoint: the chosen endpoint.
     :param params: the parameters so far; edit in place. Return value is ignored.
 
-    Bundled: ``ingestd_routing``: watch YAML parameters, ``name`` from the file name,
-    ``mode: phone`` when the original is sampled at 8 kHz or less.
+    Bundled: ``ingestd_routing``: watch YAML parameters, ``name`` from the conversation key
+    (`ingestd.conversation_name`) or the file name, ``mode: phone`` when the original is
+    sampled at 8 kHz or less.
     """
 
 

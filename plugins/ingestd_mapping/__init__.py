@@ -18,23 +18,18 @@ parts one at a time in ``conversation.order``.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
 from ingestd import (
     EXISTING_CONVERSATION,
     NEW_CONVERSATION,
     ConfigError,
-    Endpoint,
     MappingHistory,
-    Media,
-    Params,
     Recording,
     WatchConfig,
     hookimpl,
     read_sidecar,
 )
 
-from .keys import conversation_name, folder_key, regex_key, sidecar_key, ttl_key
+from .keys import folder_key, regex_key, sidecar_key, ttl_key
 from .options import STRATEGIES, MappingOptions, parse_options
 
 __all__ = [
@@ -42,7 +37,6 @@ __all__ = [
     "MappingOptions",
     "conversation_key",
     "ingestd_conversation_key",
-    "ingestd_set_parameters",
     "ingestd_validate_watch",
     "parse_options",
 ]
@@ -56,19 +50,6 @@ def ingestd_validate_watch(watch: WatchConfig) -> list[str]:
     except ConfigError as exc:
         return exc.problems
     return []
-
-
-@hookimpl(wrapper=True)
-def ingestd_set_parameters(
-    recording: Recording, media: Media, endpoint: Endpoint, params: Params
-) -> Generator[None, None, None]:
-    """Name a conversation of several parts after what joins them (`conversation_name`),
-    before any other plugin runs: the watch's or the sidecar's explicit ``name``, set by
-    routing afterwards, still wins, and routing's file-name default no longer applies."""
-    name = conversation_name(recording.conversation_key)
-    if name:
-        params.setdefault("name", name)
-    return (yield)
 
 
 @hookimpl(trylast=True)

@@ -11,15 +11,11 @@ unambiguously::
 A ttl key carries the whole-second mtime of the file that started its conversation, so a
 later file finds it through `MappingHistory.recent_keys` and joins it while it is within
 the window of the conversation's files.
-
-`conversation_name` reads a key back into the name a person would give the conversation.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from urllib.parse import unquote
 
 from ingestd import NEW_CONVERSATION, MappingHistory, Recording
 
@@ -103,26 +99,3 @@ def _start_of(key: str, prefix: str) -> float | None:
         return float(key[len(prefix) :])
     except ValueError:  # another group's key that merely starts alike: not ours
         return None
-
-
-def conversation_name(key: str | None) -> str | None:
-    """The default name of the conversation `key` stands for, or None (name it after its
-    file): a folder's own name (``meeting-42`` for ``folder:sales:2026/meeting-42``), a
-    regex or sidecar key's value, a ttl group with the time its conversation started."""
-    if not key:
-        return None
-    kind, _, rest = key.partition(":")
-    if kind not in ("folder", "regex", "sidecar", "ttl"):
-        return None  # conversation:<id> appends to a conversation named already
-    watch, _, value = rest.partition(":")
-    if kind == "folder":
-        return PurePosixPath(value).name or None
-    if kind != "ttl":
-        return unquote(value) or None
-    group, _, start = value.rpartition(":")
-    try:
-        when = datetime.fromtimestamp(float(start), UTC).strftime("%Y-%m-%d %H:%M")
-    except (ValueError, OverflowError, OSError):
-        return None
-    label = unquote(group) if group not in ("", ".") else unquote(watch)
-    return f"{label} {when}"

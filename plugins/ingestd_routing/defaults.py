@@ -4,7 +4,10 @@ the defaults a user would expect, and checked before anything is sent.
 Merge order, later wins: the config's top-level ``parameters`` (already folded into each
 watch), the watch's ``parameters``, the sidecar's ``parameters``; then, for keys nobody set:
 
-- ``name``: the file name without its suffix (``call-0412`` for ``call-0412.m4a``);
+- ``name``: the conversation's name when the file is a part of one (``meeting-42`` for
+  ``meeting-42/part1.wav`` with ``conversation.by: folder``; see
+  `ingestd.conversation_name`), else the file name without its suffix (``call-0412`` for
+  ``call-0412.m4a``);
 - ``mode: phone`` when the original is sampled at 8 kHz or less (a telephone call), even
   when the transcoder resamples it (``transcode.sample_rate_hz: 16000``);
 - ``channelMetadata`` from ``endpoint.speakers``, with per-channel recognition, when the
@@ -25,7 +28,15 @@ from typing import Any
 
 import structlog
 
-from ingestd import Media, Params, Permanent, Recording, Sidecar, read_sidecar
+from ingestd import (
+    Media,
+    Params,
+    Permanent,
+    Recording,
+    Sidecar,
+    conversation_name,
+    read_sidecar,
+)
 
 from .options import EndpointOptions
 from .parameters import PER_CHANNEL, implied, problems
@@ -75,7 +86,8 @@ def _defaults(
             params[key] = value
             defaulted.append(key)
 
-    default("name", PurePosixPath(recording.relpath).stem)
+    named = conversation_name(recording.conversation_key)
+    default("name", named or PurePosixPath(recording.relpath).stem)
     source = recording.media or media  # a call upsampled to 16 kHz is still a call
     if 0 < source.sample_rate_hz <= PHONE_MAX_SAMPLE_RATE_HZ:
         default("mode", "phone")

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from ingestd import EXISTING_CONVERSATION, NEW_CONVERSATION, ConfigError
+from ingestd import EXISTING_CONVERSATION, NEW_CONVERSATION, ConfigError, conversation_name
 from ingestd.config import WatchConfig
 from ingestd.errors import Rejected
 from ingestd.model import Recording
 from ingestd_mapping import ingestd_conversation_key, ingestd_validate_watch, parse_options
-from ingestd_mapping.keys import conversation_name, escape
+from ingestd_mapping.keys import escape
 
 T0 = 1_700_000_000.0
 MINUTE = 60.0
