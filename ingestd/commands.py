@@ -21,7 +21,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ingestd import installunit, show
+from ingestd import aftermath, deletions, installunit, show
 from ingestd.config import Config
 from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
@@ -138,6 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "deliveries": deliveries,
             "in_progress": [_row_json(r, store) for r in busy],
             "failures": [_row_json(r, store) for r in problems],
+            **aftermath.status(store),
         }
         print(json.dumps(data, indent=2))
         return ExitCode.OK
@@ -150,6 +151,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(
                 f"{sink:<12} {by_state['pending']:>7} {by_state['done']:>6} {by_state['failed']:>6}"
             )
+    for line in aftermath.status_lines(store):
+        print(line)
     if busy:
         print("\nin progress")
         for r in busy:
@@ -349,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_map)
     show.add_parser(sub, with_config)
+    deletions.add_parsers(sub, with_config)
     p = sub.add_parser("plugins", help="list plugins and the hooks each implements")
     with_config(p, required=False)
     p.add_argument("--json", action="store_true")

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from ingestd import systemd
+from ingestd.aftermath import Aftermath
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, StoreError
@@ -197,6 +198,7 @@ class Daemon:
             self.sinks,
             on_change=self._kick.set,
         )
+        self.aftermath = Aftermath(lambda: self.config, self.store, self.backend)
         self.settler = Settler(self._on_settled)
         self.intake = Intake(
             self.store,
@@ -232,6 +234,7 @@ class Daemon:
         self._spawn(self.settler.run())
         self._spawn(self._periodic_rescan())
         self._spawn(self._heartbeat())
+        self._spawn(self.aftermath.run())
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
         self.health.ready()
         log.info("daemon_ready")

@@ -41,6 +41,7 @@ updated (exponential back-off, Retry-After honoured); once attempts are used up 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class State(StrEnum):
@@ -121,3 +122,54 @@ def check_transition(old: State, new: State) -> None:
 def is_before_upload(state: State) -> bool:
     """True while nothing has been sent to the API (a rejection is still possible)."""
     return state in _BEFORE_UPLOAD
+
+
+# -- after a recording: its file, and its conversation at the API --------------------------
+#
+# A recording's own states end at ``done`` or ``rejected``; what happens afterwards to its
+# file (``after_success`` / ``after_rejected``) and to its conversation at the API
+# (``symbl.delete_after_delivery``, ``symbl.delete_failed_conversations``, ``ingestd
+# forget``) is tracked beside it, each with its own small table here.
+
+
+class Disposal(StrEnum):
+    """What became of a finished recording's file (``after_success``/``after_rejected``)."""
+
+    PLANNED = "planned"  # the action and target are stored; nothing touched yet
+    COPIED = "copied"  # move across file systems: a complete, fsynced copy at the target
+    DONE = "done"  # moved (the target is the only copy) or deleted
+    HELD = "held"  # not acted on: the file changed since its fingerprint, or is gone
+    FAILED = "failed"  # an error the operator must look at (permissions, full disk)
+
+
+DISPOSAL_TRANSITIONS: dict[Disposal, frozenset[Disposal]] = {
+    Disposal.PLANNED: frozenset(
+        {Disposal.PLANNED, Disposal.COPIED, Disposal.DONE, Disposal.HELD, Disposal.FAILED}
+    ),
+    # the source is removed next; nothing may send the file anywhere else meanwhile
+    Disposal.COPIED: frozenset({Disposal.DONE, Disposal.FAILED}),
+    Disposal.DONE: frozenset(),
+    Disposal.HELD: frozenset(),
+    Disposal.FAILED: frozenset({Disposal.PLANNED}),  # the next start tries again
+}
+
+
+class Deletion(StrEnum):
+    """A conversation to delete at the API, and how that went."""
+
+    PENDING = "pending"  # to delete once every part of it is delivered; retried on errors
+    DELETED = "deleted"  # the API deleted it (or no longer had it)
+    FAILED = "failed"  # gave up after many tries; `ingestd forget ID` tries again
+
+
+DELETION_TRANSITIONS: dict[Deletion, frozenset[Deletion]] = {
+    Deletion.PENDING: frozenset({Deletion.PENDING, Deletion.DELETED, Deletion.FAILED}),
+    Deletion.DELETED: frozenset(),
+    Deletion.FAILED: frozenset({Deletion.PENDING, Deletion.DELETED, Deletion.FAILED}),
+}
+
+
+def check_aftermath(table: dict[Any, frozenset[Any]], old: Any, new: Any) -> None:
+    """Raise TransitionError unless `table` (one of the two above) allows ``old -> new``."""
+    if new not in table[old]:
+        raise TransitionError(f"illegal transition {old} -> {new}")

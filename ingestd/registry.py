@@ -90,6 +90,16 @@ class Backend(Protocol):
         """
         ...
 
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a conversation and everything the API keeps of it.
+
+        True when it was deleted, False when the API no longer had it (already deleted: the
+        goal is reached). Raises `Retryable` when it cannot be asked right now. Used when a
+        site must not leave transcripts with the API (``symbl.delete_after_delivery``,
+        ``ingestd forget``).
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections (and stop an embedded sandbox)."""
         ...

@@ -148,9 +148,40 @@ def recording_story(store: Store, row: RecordingRow, versions: list[int]) -> dic
     return dict(redact_secrets(None, "", story))
 
 
-_EXTRAS: list[Any] = []
+def _api_deletions(store: Store, row: RecordingRow) -> dict[str, Any]:
+    """Deletions at the API of its conversation, and of conversations it abandoned."""
+    from ingestd.deletions import abandoned_conversations
+
+    ids = [row.conversation_id, *abandoned_conversations(store.events(row.id))]
+    return {
+        "api_deletions": [
+            {
+                "conversation_id": d["conversation_id"],
+                "reason": d["reason"],
+                "state": d["state"],
+                "attempts": d["attempts"],
+                "error": d["error"],
+                "updated_at": _when(d["updated_at"]),
+            }
+            for d in store.deletions_of(c for c in ids if c)
+        ]
+    }
+
+
+def _render_api_deletions(story: dict[str, Any]) -> list[str]:
+    lines = []
+    for d in story.get("api_deletions", []):
+        error = f"  {d['error']}" if d["error"] else ""
+        lines.append(
+            f"  api delete   {d['conversation_id']} ({d['reason']}): {d['state']} "
+            f"at {d['updated_at']}, attempts {d['attempts']}{error}"
+        )
+    return lines
+
+
+_EXTRAS: list[Any] = [_api_deletions]
 """Functions ``(store, row) -> {section: data}`` adding what other features record (the
-after-success action, deletions at the API): each feature registers its own."""
+after-success action, deletions at the API)."""
 
 
 def _facts(facts: dict[str, Any]) -> str:
@@ -213,5 +244,5 @@ def render(story: dict[str, Any]) -> str:
     return redact("\n".join(lines))
 
 
-_RENDER_EXTRAS: list[Any] = []
+_RENDER_EXTRAS: list[Any] = [_render_api_deletions]
 """Functions ``(story) -> [lines]`` for the sections `_EXTRAS` add."""

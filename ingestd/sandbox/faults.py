@@ -26,6 +26,8 @@ STATUSES = (429, 500, 502, 503, 504)
 GROUPS = ("any", "submit", "job", "conversation", "token")
 """Route filters: a route group, or one submission family (`SUBMIT_ROUTES`)."""
 SUBMIT_ROUTES = ("audio", "video", "audio_url", "video_url")
+DELETE_ROUTE = "conversation_delete"
+"""Only ``DELETE /v1/conversations/{id}`` (the group ``conversation`` covers reads too)."""
 _SUBMIT_ONLY = ("drop_after_upload", "drop_before_upload", "fail_job")
 
 
@@ -143,8 +145,9 @@ class FaultPlan:
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError(f"fault times must be an integer >= 1, got {times!r}")
         route = data.get("route", "any")
-        if route not in GROUPS + SUBMIT_ROUTES:
-            raise ValueError(f"fault route must be one of {', '.join(GROUPS + SUBMIT_ROUTES)}")
+        routes = (*GROUPS, *SUBMIT_ROUTES, DELETE_ROUTE)
+        if route not in routes:
+            raise ValueError(f"fault route must be one of {', '.join(routes)}")
         if kind in _SUBMIT_ONLY and route not in ("any", "submit", *SUBMIT_ROUTES):
             raise ValueError(f"a {kind} fault only applies to submissions")
         fault = Fault(id=0, kind=kind, times=times, route=route)

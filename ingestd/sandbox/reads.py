@@ -109,7 +109,7 @@ def _vocabulary(text: str) -> list[str]:
 
 
 def delete_conversation(sb: Sandbox, req: Handler, match: re.Match[str]) -> None:
-    if guard(sb, req, "conversation", "conversation")[0] is None:
+    if guard(sb, req, "conversation", "conversation_delete")[0] is None:
         return
     if sb.state.delete_conversation(match["cid"]):
         req.send_json(200, {"message": "successfully deleted the conversation"})

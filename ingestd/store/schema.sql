@@ -1,4 +1,4 @@
--- ingestd state store, schema version 1. One row per settled file version.
+-- ingestd state store, schema version 2 (see the end for what 2 added). One row per settled file version.
 CREATE TABLE IF NOT EXISTS recordings (
     id                INTEGER PRIMARY KEY,
     watch             TEXT    NOT NULL,   -- watch name
@@ -66,3 +66,32 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at      REAL    NOT NULL,
     PRIMARY KEY (recording_id, sink)
 );
+
+-- Schema version 2: what happens after a recording (ingestd.lifecycle.Disposal, Deletion).
+-- What became of each finished recording's file: after_success / after_rejected.
+CREATE TABLE IF NOT EXISTS dispositions (
+    recording_id    INTEGER PRIMARY KEY,
+    action          TEXT    NOT NULL,   -- move | delete
+    state           TEXT    NOT NULL,   -- ingestd.lifecycle.Disposal
+    target          TEXT,               -- move: where the file goes (chosen before any copy)
+    detail          TEXT,               -- why it was held or failed
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL    NOT NULL DEFAULT 0,
+    created_at      REAL    NOT NULL,
+    updated_at      REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dispositions_state ON dispositions (state, next_attempt_at);
+
+-- Conversations to delete at the API (symbl.delete_after_delivery, ingestd forget, ...).
+CREATE TABLE IF NOT EXISTS api_deletions (
+    conversation_id TEXT    PRIMARY KEY,
+    reason          TEXT    NOT NULL,   -- delivered | closed | abandoned | forget
+    recording_id    INTEGER,            -- the recording it came from, when there is one
+    state           TEXT    NOT NULL,   -- ingestd.lifecycle.Deletion
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL    NOT NULL DEFAULT 0,
+    error           TEXT,
+    created_at      REAL    NOT NULL,
+    updated_at      REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS api_deletions_state ON api_deletions (state, next_attempt_at);

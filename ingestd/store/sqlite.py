@@ -27,7 +27,7 @@ from ingestd.logging import redact
 from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: dispositions, api_deletions (ingestd.store.operator)
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a write waits for another process's lock before it fails."""
 

@@ -10,8 +10,9 @@ which order its parts are appended.
       match: name             # regex: name (default) or path, what the pattern searches
       window_minutes: 20      # ttl: the longest gap between two parts (default 30)
       group: folder           # ttl: watch (default) | folder | regex, who may share one
+      close_after_minutes: 120  # no part for this long: the conversation is closed
 
-The core reads ``order`` itself; this plugin only validates it.
+The core reads ``order`` and ``close_after_minutes`` itself; this plugin only validates them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ STRATEGIES = ("none", "folder", "regex", "sidecar", "ttl")
 ORDERS = ("name", "mtime")
 MATCH_TARGETS = ("name", "path")
 TTL_GROUPS = ("watch", "folder", "regex")
-KEYS = ("by", "order", "pattern", "match", "window_minutes", "group")
+KEYS = ("by", "order", "pattern", "match", "window_minutes", "group", "close_after_minutes")
 DEFAULT_WINDOW_MINUTES = 30.0
 
 
@@ -75,6 +76,16 @@ def parse_options(watch: WatchConfig) -> MappingOptions:
     ):
         bad("window_minutes", f"expected a number of minutes > 0, got {window!r}")
         window = DEFAULT_WINDOW_MINUTES
+
+    close = data.get("close_after_minutes")
+    if close is not None and (
+        isinstance(close, bool)
+        or not isinstance(close, int | float)
+        or not (math.isfinite(close) and close > 0)
+    ):
+        bad("close_after_minutes", f"expected a number of minutes > 0, got {close!r}")
+    elif close is not None and by == "none":
+        bad("close_after_minutes", "only used when parts are mapped (by is not 'none')")
 
     uses_pattern = MappingOptions(by=by, group=group).uses_pattern
     pattern = _pattern(data.get("pattern"), uses_pattern, bad)

@@ -475,6 +475,25 @@ class SymblClient:
         log.info("conversations_found", name=name, count=len(ids), pages=page + 1)
         return ids
 
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """``DELETE /v1/conversations/{id}``; False when the API answers 404 (already gone).
+
+        Idempotent, so the retry policy may send it again after a lost answer."""
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}"
+        deadline = 2 * self.options.request_timeout_seconds
+
+        async def attempt(auth: dict[str, str]) -> httpx.Response:
+            async with asyncio.timeout(deadline):
+                return await self._http.delete(path, headers=auth)
+
+        response = await self._authorized(f"DELETE {path}", attempt, accept=(404,))
+        deleted = response.status_code != 404
+        log.info(
+            "conversation_deleted" if deleted else "conversation_already_gone",
+            conversation_id=conversation_id,
+        )
+        return deleted
+
     async def aclose(self) -> None:
         """Close the connections, then run `on_close` (the sandbox backend stops its server)."""
         try:

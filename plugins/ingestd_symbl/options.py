@@ -64,6 +64,10 @@ class SymblOptions:
     """The API's 4 h duration limit plus slack: a job running longer is stuck."""
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    delete_after_delivery: bool = False
+    """Delete each conversation at the API once every sink has it (the core acts on it)."""
+    delete_failed_conversations: bool = False
+    """Delete the conversation of a failed job once its replacement is submitted."""
 
     @property
     def is_sandbox(self) -> bool:
@@ -88,7 +92,8 @@ _SANDBOX_NUMBERS: dict[str, tuple[type, float, bool]] = {
     "concurrency_limit": (int, 1, True),
     "token_lifetime_seconds": (float, 0, False),
 }
-KEYS = ("base_url", "app_id", "app_secret", "sandbox", "webhook", *_NUMBERS)
+_SWITCHES = ("delete_after_delivery", "delete_failed_conversations")
+KEYS = ("base_url", "app_id", "app_secret", "sandbox", "webhook", *_NUMBERS, *_SWITCHES)
 _WEBHOOK_KEYS = ("listen", "public_url")
 _ANY_ADDRESS = ("0.0.0.0", "::", "")
 
@@ -204,6 +209,10 @@ def from_mapping(m: Mapping[str, Any], key_path: str = "symbl") -> SymblOptions:
     app_id = _credential(problems, m, "app_id", default)
     app_secret = _credential(problems, m, "app_secret", default)
     numbers = {k: _number(problems, m, k, spec, "") for k, spec in _NUMBERS.items() if k in m}
+    for key in _SWITCHES:
+        if key in m and not isinstance(m[key], bool):
+            problems.add(key, f"expected true or false, got {m[key]!r}")
+    switches = {k: m[k] for k in _SWITCHES if isinstance(m.get(k), bool)}
     sandbox = _sandbox(problems, m["sandbox"]) if "sandbox" in m else SandboxSettings()
     if "webhook" in m:
         webhook = _webhook(problems, m["webhook"], base_url)
@@ -217,6 +226,7 @@ def from_mapping(m: Mapping[str, Any], key_path: str = "symbl") -> SymblOptions:
             sandbox=sandbox,  # type: ignore[arg-type]
             webhook=webhook,  # type: ignore[arg-type]
             **numbers,
+            **switches,
         )
         if options.backoff_max_seconds < options.backoff_initial_seconds:
             problems.add("backoff_max_seconds", "expected ≥ backoff_initial_seconds")

@@ -1,0 +1,103 @@
+"""What the daemon does after a recording's pipeline: beside the dispatcher, never in its way.
+
+It follows the event history (a watermark over the ``events`` table, so nothing is missed
+across restarts: the first round after a start reads it from the beginning) and hands each
+``done``, ``rejected`` and ``submitted`` event to the features that act on them, then runs
+their due work. Each feature records its own intent in the store before acting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from ingestd.config import Config
+from ingestd.deletions import Deletions
+from ingestd.errors import StoreError
+from ingestd.lifecycle import State
+from ingestd.registry import Backend
+from ingestd.store import Store
+
+log = structlog.get_logger()
+
+ROUND_SECONDS = 0.5
+CLOSE_CHECK_SECONDS = 30.0
+
+
+class Aftermath:
+    """One background task of the daemon (`run`)."""
+
+    def __init__(self, config: Callable[[], Config], store: Store, backend: Backend) -> None:
+        self._config = config
+        self.store = store
+        self.deletions = Deletions(config, store, backend)
+        self._watermark = 0
+        self._closes_checked = 0.0
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.round()
+            except StoreError as exc:  # locked or full for now: the next round tries again
+                log.error("aftermath_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), ROUND_SECONDS)
+            self._kick.clear()
+
+    def _close_check_seconds(self) -> float:
+        """Often enough for the shortest ``close_after_minutes``, at most every 30 s."""
+        minutes = [
+            float(w.conversation.get("close_after_minutes") or 0)
+            for w in self._config().watches
+            if w.conversation
+        ]
+        shortest = min((m for m in minutes if m > 0), default=None)
+        if shortest is None:
+            return float("inf")
+        return min(CLOSE_CHECK_SECONDS, shortest * 60 / 4)
+
+    async def round(self) -> None:
+        """Follow the new events, then do whatever is due."""
+        now = time.time()
+        wanted = self.deletions.wanted
+        while True:
+            events = self.store.events_since(
+                self._watermark, (State.DONE, State.REJECTED, State.SUBMITTED)
+            )
+            if not events:
+                break
+            for event in events:
+                if wanted:
+                    self.deletions.on_event(event)
+                self._watermark = event["id"]
+            await asyncio.sleep(0)  # a long history at start must not starve the loop
+        if now - self._closes_checked >= self._close_check_seconds():
+            self._closes_checked = now
+            self.deletions.close_quiet_keys(now)
+        await self.deletions.send_due(now)
+
+
+def status(store: Store) -> dict[str, object]:
+    """For `ingestd status --json`: counts of what was done after recordings."""
+    return {"after": store.disposal_counts(), "api_deletions": store.deletion_counts()}
+
+
+def status_lines(store: Store) -> list[str]:
+    """For `ingestd status`: the same as text; nothing when nothing was ever asked."""
+    lines: list[str] = []
+    for action, states in sorted(store.disposal_counts().items()):
+        counts = ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+        lines.append(f"after: {action:<8} {counts}")
+    deletions = store.deletion_counts()
+    if deletions:
+        counts = ", ".join(f"{state} {n}" for state, n in sorted(deletions.items()))
+        lines.append(f"api deletions:  {counts}")
+    return ["", *lines] if lines else []
