@@ -69,6 +69,15 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """The web dashboard (`ingestd.dashboard`): where it listens; without a token it is
+    read-only (retry and redeliver need it)."""
+
+    listen: str
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -84,6 +93,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "auto"
     metrics_listen: str | None = None
+    dashboard: DashboardConfig | None = None
     # Where each key came from, so problems found later (plugin options) name file and line
     source: str = field(default="<config>", compare=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)

@@ -19,6 +19,7 @@ import yaml
 from ingestd.config import (
     DEFAULT_FETCH,
     Config,
+    DashboardConfig,
     PipelineConfig,
     Secret,
     WatchConfig,
@@ -32,7 +33,7 @@ _SECRET_KEY = re.compile(r"(secret|token|password|webhook_url)$", re.IGNORECASE)
 
 TOP_KEYS = (
     "symbl", "state", "watch", "sinks", "pipeline", "plugins", "disable_plugins", "logging",
-    "metrics", "parameters",
+    "metrics", "parameters", "dashboard",
 )  # fmt: skip
 WATCH_KEYS = (
     "name",
@@ -284,6 +285,25 @@ def _unique_sink_name(
         named[name] = i
 
 
+def _dashboard(problems: _Problems, data: Mapping[str, Any]) -> DashboardConfig | None:
+    """``dashboard: {listen: HOST:PORT | PORT, token_file: FILE}``; a bare port is loopback."""
+    raw = _mapping(problems, data, "dashboard", "")
+    if not raw:
+        return None
+    problems.unknown_keys(raw, ("listen", "token"), "dashboard")  # token_file arrives as token
+    listen = str(raw.get("listen", ""))
+    if listen.isdigit():
+        listen = f"127.0.0.1:{listen}"
+    if not re.fullmatch(r"[\w.:\[\]-]+:\d{1,5}", listen):
+        problems.add("dashboard.listen", f"expected HOST:PORT or PORT, got {raw.get('listen')!r}")
+        return None
+    token = raw.get("token")
+    if token is not None and (not isinstance(token, str) or len(token.strip()) < 16):
+        problems.add("dashboard.token", "expected a token of at least 16 characters")
+        return None
+    return DashboardConfig(listen=listen, token=Secret(token.strip()) if token else None)
+
+
 def parse_config(text: str, *, source: str = "<config>", base: Path | None = None) -> Config:
     """Validate YAML text into a Config; raise ConfigError listing every problem."""
     base = base or Path.cwd()
@@ -360,6 +380,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     ):
         problems.add("metrics.listen", f"expected HOST:PORT, got {metrics_listen!r}")
 
+    dashboard = _dashboard(problems, data)
     plugins = _strings(problems, data, "plugins", "", ())
     resolved_plugins = tuple(str((base / p).resolve()) if p.endswith(".py") else p for p in plugins)
     pipeline = _pipeline(problems, _mapping(problems, data, "pipeline", ""))
@@ -377,6 +398,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         log_level=level,
         log_format=log_format,
         metrics_listen=str(metrics_listen) if metrics_listen else None,
+        dashboard=dashboard,
         source=source,
         lines=problems.lines,
     )

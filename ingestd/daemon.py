@@ -161,6 +161,7 @@ class Daemon:
         self._store_failure: IngestdError | None = None  # stopped because the store failed
         self.watchers: list[Watcher] = []
         self.metrics: MetricsServer | None = None
+        self.dashboard: Any = None  # ingestd.dashboard.DashboardServer, when configured
         # /health: stale when the event loop misses three heartbeats in a row
         self.health = Health(stale_after_seconds=3 * _heartbeat_seconds())
 
@@ -226,6 +227,10 @@ class Daemon:
                 max_concurrent_jobs=int(self.config.symbl.get("max_concurrent_jobs", 5)),
             )
             self.metrics.start()
+        if self.config.dashboard:
+            from ingestd.dashboard import start_dashboard  # Jinja2 only when it is on
+
+            self.dashboard = start_dashboard(self, loop)
         for watch in self.config.watches:
             watcher = Watcher(watch, self.settler.nominate, self._rescan_soon)
             watcher.start(loop)
@@ -294,7 +299,7 @@ class Daemon:
             )
             systemd.notify("READY=1")
             return
-        fixed = ("symbl", "state_url", "work_dir", "plugins", "disable_plugins")
+        fixed = ("symbl", "state_url", "work_dir", "plugins", "disable_plugins", "dashboard")
         needs_restart = [k for k in fixed if getattr(new, k) != getattr(old, k)]
         if needs_restart:
             log.warning(
@@ -500,4 +505,6 @@ class Daemon:
                 await sink.aclose()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.dashboard is not None:
+            self.dashboard.stop()
         log.info("daemon_stopped", unfinished=self.store.count_states(PIPELINE))

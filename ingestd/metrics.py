@@ -72,7 +72,21 @@ UPLOAD_SECONDS = Histogram(
     registry=None,
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
-COUNTERS = (API_REQUESTS, API_ERRORS, API_SECONDS, UPLOADS, UPLOAD_BYTES, UPLOAD_SECONDS)
+RETRIES = Counter(
+    "ingestd_retries",
+    "Attempts scheduled again after a transient error: of a stage, or of a sink's delivery",
+    ["what"],
+    registry=None,
+)
+COUNTERS = (
+    API_REQUESTS,
+    API_ERRORS,
+    API_SECONDS,
+    UPLOADS,
+    UPLOAD_BYTES,
+    UPLOAD_SECONDS,
+    RETRIES,
+)
 
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[0-9A-Za-z_-]{8,}$")
 
@@ -106,6 +120,21 @@ def record_upload(size_bytes: int, seconds: float) -> None:
     UPLOADS.inc()
     UPLOAD_BYTES.inc(max(0, size_bytes))
     UPLOAD_SECONDS.observe(max(0.0, seconds))
+
+
+def record_retry(what: str) -> None:
+    """Count one retry scheduled by the pipeline: ``stage`` or ``sink``."""
+    RETRIES.labels(what=what).inc()
+
+
+def counter_total(counter: Counter, **labels: str) -> float:
+    """The sum of a counter's ``_total`` samples whose labels include `labels`."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and labels.items() <= sample.labels.items()
+    )
 
 
 # -- the store, read at scrape time --------------------------------------------------------

@@ -36,6 +36,7 @@ from ingestd.errors import (
 )
 from ingestd.lifecycle import State, is_before_upload
 from ingestd.logging import redact
+from ingestd.metrics import record_retry
 from ingestd.model import (
     AS_IS,
     Endpoint,
@@ -264,6 +265,7 @@ class Pipeline:
         self.store.update(
             row.id, attempts=attempts, next_attempt_at=time.time() + delay, error=redact(str(exc))
         )
+        record_retry("stage")
         log.warning(
             "stage_retry_scheduled",
             state=str(current.state),
@@ -694,6 +696,7 @@ class Pipeline:
                     error=redact(str(exc)),
                     next_attempt_at=time.time() + delay,
                 )
+                record_retry("sink")
                 log.warning(
                     "sink_retry_scheduled",
                     sink=name,

@@ -527,6 +527,113 @@ class Store(OperatorTables):
         )
         return [{**dict(r), "facts": json.loads(r["facts"] or "{}")} for r in rows]
 
+    # -- reads for the dashboard (ingestd.dashboard) --------------------------------------
+
+    @classmethod
+    def reader(cls, path: Path) -> Store:
+        """A read-only Store on its own connection, for a thread other than the event loop's.
+
+        No migration, no pragma that writes: a WAL reader never blocks the daemon's writer,
+        and ``query_only`` makes any write through it fail instead of taking the lock.
+        """
+        store = cls.__new__(cls)
+        store.path = path
+        uri = Path(path).absolute().as_uri() + "?mode=ro"
+        try:
+            raw = sqlite3.connect(uri, uri=True, timeout=5, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise store_error(path, exc) from None
+        raw.row_factory = sqlite3.Row
+        store._conn = _Connection(raw, path)
+        try:
+            store._conn.execute("PRAGMA query_only=ON")
+        except StoreError:
+            raw.close()
+            raise
+        return store
+
+    def search(
+        self,
+        *,
+        states: Sequence[str] = (),
+        watch: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RecordingRow], int]:
+        """Recordings newest first, filtered, one page; and how many match in all.
+
+        `text` matches name, path and error (case-insensitive substring); `since`/`until`
+        bound created_at (UNIX seconds, until exclusive).
+        """
+        where, args = ["1 = 1"], []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args += list(states)
+        if watch:
+            where.append("watch = ?")
+            args.append(watch)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(until)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                "(relpath LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\'"
+                " OR error LIKE ? ESCAPE '\\')"
+            )
+            args += [pattern] * 3
+        condition = " AND ".join(where)
+        (total,) = self._conn.execute(
+            f"SELECT COUNT(*) FROM recordings WHERE {condition}", args
+        ).fetchone()
+        rows = self._query(
+            f"SELECT * FROM recordings WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
+        return [_row(r) for r in rows], int(total)
+
+    def watch_names(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT watch FROM recordings")]
+
+    def in_conversation(self, conversation_id: str) -> list[RecordingRow]:
+        """Every recording sent to a conversation, in append order (unlike `parts_of`, also
+        those still on their way or failed)."""
+        rows = self._query(
+            "SELECT * FROM recordings WHERE conversation_id = ? OR (conversation_key IS NOT NULL"
+            " AND conversation_key IN (SELECT key FROM conversations WHERE conversation_id = ?))"
+            " ORDER BY sort_key, id",
+            (conversation_id, conversation_id),
+        )
+        return [_row(r) for r in rows]
+
+    def entered_state_at(self, recording_ids: Sequence[int]) -> dict[int, float]:
+        """recording id -> when it entered its current state (its latest event)."""
+        if not recording_ids:
+            return {}
+        marks = ",".join("?" * len(recording_ids))
+        rows = self._conn.execute(
+            f"SELECT recording_id, MAX(at) FROM events WHERE recording_id IN ({marks})"
+            " GROUP BY recording_id",
+            list(recording_ids),
+        )
+        return {int(i): float(at) for i, at in rows}
+
+    def failed_deliveries(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Deliveries that gave up, newest first, with their recording's conversation."""
+        rows = self._query(
+            "SELECT d.recording_id, d.sink, d.error, d.updated_at, r.conversation_id, r.relpath"
+            " FROM deliveries d JOIN recordings r ON r.id = d.recording_id"
+            " WHERE d.state = 'failed' ORDER BY d.updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+
 
 def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     """The StoreError for `exc`: names the database, the cause and what the operator can do.

@@ -17,7 +17,7 @@ import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from ingestd import Retryable
+from ingestd import Retryable, progress
 
 CHUNK_BYTES = 1 << 20
 
@@ -34,15 +34,19 @@ async def file_body(path: Path, size: int, sent: Sent) -> AsyncGenerator[bytes, 
         if os.fstat(file.fileno()).st_size != size:
             raise Retryable(f"{path.name} changed size before its upload; it will be re-read")
         left = size
-        while left > 0:
-            chunk = await asyncio.to_thread(file.read, min(CHUNK_BYTES, left))
-            if not chunk:
-                raise Retryable(f"{path.name} shrank during its upload; it will be re-read")
-            left -= len(chunk)
-            if not left and os.fstat(file.fileno()).st_size != size:
-                # Stop before the last chunk: an incomplete body creates nothing.
-                raise Retryable(f"{path.name} grew during its upload; it will be re-read")
-            yield chunk
+        try:
+            while left > 0:
+                chunk = await asyncio.to_thread(file.read, min(CHUNK_BYTES, left))
+                if not chunk:
+                    raise Retryable(f"{path.name} shrank during its upload; it will be re-read")
+                left -= len(chunk)
+                if not left and os.fstat(file.fileno()).st_size != size:
+                    # Stop before the last chunk: an incomplete body creates nothing.
+                    raise Retryable(f"{path.name} grew during its upload; it will be re-read")
+                yield chunk
+                progress.upload_sent(path, size - left, size)  # for the dashboard's queue
+        finally:
+            progress.upload_ended(path)
     sent.complete = True
 
 
