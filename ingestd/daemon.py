@@ -29,10 +29,11 @@ from ingestd.aftermath import Aftermath
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, StoreError
-from ingestd.intake import Intake, first_sort_key
+from ingestd.intake import Intake
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
 from ingestd.logging import register_config_secrets
 from ingestd.metrics import Health, MetricsServer
+from ingestd.ordering import OrderingHold
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import Plugins, load_plugins
 from ingestd.registry import Backend, Sink, SinkContext
@@ -201,6 +202,7 @@ class Daemon:
         )
         self.aftermath = Aftermath(lambda: self.config, self.store, self.backend)
         self.settler = Settler(self._on_settled)
+        self._ordering_reported: set[str] = set()  # ordering hook failures logged once
         self.intake = Intake(
             self.store,
             self.plugins,
@@ -412,7 +414,13 @@ class Daemon:
         # API at once, where starting a whole batch together would starve the event loop.
         preparing_limit = 2 * self.config.pipeline.transcode_workers
         preparing = sum(1 for _, state in self._active.values() if state in PREPARING)
-        firsts: dict[str, str | None] = {}  # per watch, for this round
+        hold = OrderingHold(
+            self.pipeline.watches,
+            self.plugins,
+            self.settler.settling,
+            self.intake.unrecorded,
+            self._ordering_reported,
+        )
         for row_id, state in self.store.runnable(time.time()):
             if row_id in self._active or (state is State.QUEUED and in_flight >= limit):
                 continue
@@ -422,32 +430,11 @@ class Daemon:
                 preparing += 1
             row = self.store.get(row_id)
             if state is State.QUEUED:
-                if self.store.earlier_part_pending(row) or self._unrecorded_file_first(row, firsts):
+                if self.store.earlier_part_pending(row) or hold.holds(row):
                     continue
                 in_flight += 1
             task = asyncio.create_task(self._drive(row))
             self._active[row.id] = (task, row.state)
-
-    def _unrecorded_file_first(self, row: RecordingRow, firsts: dict[str, str | None]) -> bool:
-        """True while a file of the row's watch that is not recorded yet sorts before it.
-
-        Such a file (still settling, or being fingerprinted) has no conversation key yet, so
-        it may turn out to be an earlier part of the row's conversation, and once a later
-        part was POSTed nothing can be put before it. Any earlier-sorting file of the watch
-        holds the row, not only one known to share its key: which files share a key is the
-        mapping plugin's answer, and a sidecar can join files across folders. The hold ends
-        when the file is recorded (`earlier_part_pending` takes over), vanishes, or proves
-        known or a duplicate; only its copy, settle window and hash can make it long.
-        Recordings without a conversation key are never held.
-        """
-        if not row.conversation_key or row.sort_key is None:
-            return False
-        if row.watch not in firsts:
-            watch = self.pipeline.watches.get(row.watch)
-            files = [*self.settler.settling(row.watch), *self.intake.unrecorded(row.watch)]
-            firsts[row.watch] = first_sort_key(watch, files) if watch is not None else None
-        first = firsts[row.watch]
-        return first is not None and first < row.sort_key
 
     async def _drive(self, row: RecordingRow) -> None:
         """Run a recording's stages back to back until it must wait or is finished."""

@@ -236,6 +236,33 @@ def ingestd_conversation_key(recording: Recording, history: MappingHistory) -> s
     """
 
 
+@hookspec(firstresult=True)
+def ingestd_conversation_key_could_match(watch: WatchConfig, relpath: str, key: str) -> bool | None:
+    """Say whether a file not recorded yet could turn out to be a part of conversation `key`.
+
+    Asked by the dispatcher, on the event loop, before it uploads a part of conversation
+    `key` while a file of the same watch that sorts before it is still settling or being
+    fingerprinted (so `ingestd_conversation_key` has not been asked about it yet). Once a
+    later part was POSTed nothing can be put before it, so such a file holds the part back,
+    but only if it could share the part's key. Stops at the first non-None result; must be
+    quick and must not touch the network (it may be asked many times a second).
+
+    :param watch: the watch both files belong to.
+    :param relpath: the unrecorded file's path relative to the watch (as
+        `Recording.relpath` will be).
+    :param key: the conversation key of the part waiting to be uploaded.
+    :return: True if the file could get `key` (the part waits for it), False if it surely
+        cannot (the part goes ahead), None if the plugin cannot tell, or did not make the
+        key; when no plugin answers, every earlier-sorting file of the watch holds the part.
+        A plugin answering `ingestd_conversation_key` with keys of its own should answer
+        this hook for them too, or its parts keep the watch-wide hold.
+
+    Bundled: ``ingestd_mapping``, ``trylast``, for the keys of the watch's strategy: same
+    sub-folder (folder), same pattern group (regex), same group (ttl); None for sidecar and
+    ``conversation:`` keys, which any file's sidecar may name.
+    """
+
+
 # ---------------------------------------------------------------------------------------
 # Events (any state change; implementations must be quick and must not raise)
 # ---------------------------------------------------------------------------------------

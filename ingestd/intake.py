@@ -11,8 +11,8 @@ once its row is committed, so nothing is lost, whatever fails.
 
 Until then a settled file is *unrecorded* (`Intake.unrecorded`), and its conversation key is
 not decided yet: the dispatcher holds back the later parts of a conversation while an
-unrecorded file of their watch sorts before them (`first_sort_key`), as it may turn out to
-be an earlier part.
+unrecorded file that could share their key sorts before them (`ingestd.ordering`), as it may
+turn out to be an earlier part.
 """
 
 from __future__ import annotations
@@ -81,13 +81,16 @@ def _natural_relpath(root: Path, path: Path) -> str:
     return natural_key(escape_fs(path.relative_to(root).as_posix()))
 
 
+def unrecorded_sort_key(watch: WatchConfig, path: Path, mtime: float | None) -> str:
+    """The `sort_key` a file of `watch` not recorded yet will get; an mtime not known yet
+    (None) sorts first, as the file could be the earliest."""
+    return _ordered(watch, _natural_relpath(watch.path, path), mtime)
+
+
 def first_sort_key(watch: WatchConfig, files: Iterable[tuple[Path, float | None]]) -> str | None:
-    """The lowest `sort_key` among `files` of `watch`, (path, mtime or None) each; None if
-    there are none. An unknown mtime sorts first, as the file could be the earliest."""
-    return min(
-        (_ordered(watch, _natural_relpath(watch.path, path), mtime) for path, mtime in files),
-        default=None,
-    )
+    """The lowest `unrecorded_sort_key` among `files` of `watch`, (path, mtime or None)
+    each; None if there are none."""
+    return min((unrecorded_sort_key(watch, path, mtime) for path, mtime in files), default=None)
 
 
 async def _nothing() -> None:

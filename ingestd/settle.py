@@ -60,13 +60,10 @@ class Settler:
         self._candidates[path] = _Candidate(watch, stat.st_size, stat.st_mtime_ns, self._clock())
         self._wake.set()
 
-    def settling(self, watch_name: str) -> list[tuple[Path, float]]:
-        """The files of one watch that are not quiet yet, with their latest mtimes."""
-        return [
-            (path, c.mtime_ns / 1e9)
-            for path, c in self._candidates.items()
-            if c.watch.name == watch_name
-        ]
+    def settling(self, watch_name: str) -> list[Path]:
+        """The files of one watch that are not quiet yet. (Their mtimes are not final: a
+        copy that keeps its source's mtime sets it only once it is complete.)"""
+        return [path for path, c in self._candidates.items() if c.watch.name == watch_name]
 
     def forget_watch(self, name: str) -> None:
         """Drop the candidates of a watch that was removed from the configuration."""

@@ -29,7 +29,7 @@ from ingestd import (
     read_sidecar,
 )
 
-from .keys import folder_key, regex_key, sidecar_key, ttl_key
+from .keys import could_match, folder_key, regex_key, sidecar_key, ttl_key
 from .options import STRATEGIES, MappingOptions, parse_options
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "MappingOptions",
     "conversation_key",
     "ingestd_conversation_key",
+    "ingestd_conversation_key_could_match",
     "ingestd_validate_watch",
     "parse_options",
 ]
@@ -56,6 +57,13 @@ def ingestd_validate_watch(watch: WatchConfig) -> list[str]:
 def ingestd_conversation_key(recording: Recording, history: MappingHistory) -> str:
     """The watch's strategy, unless the recording's sidecar names its conversation."""
     return conversation_key(recording, history, parse_options(recording.watch))
+
+
+@hookimpl(trylast=True)
+def ingestd_conversation_key_could_match(watch: WatchConfig, relpath: str, key: str) -> bool | None:
+    """Same sub-folder (folder), same pattern group (regex), same group (ttl); None for
+    sidecar and explicit conversation keys, which any file's sidecar may name."""
+    return could_match(watch.name, relpath, key, parse_options(watch))
 
 
 def conversation_key(recording: Recording, history: MappingHistory, options: MappingOptions) -> str:

@@ -154,6 +154,103 @@ class TestAppendOrder:
         self.assert_appended_in_order(sandbox, [h1, h2])
 
 
+def write_while(source: Path, target: Path, busy: Any, deadline_s: float = 60) -> Any:
+    """Copy `source` to `target` 4 KB every 0.1 s (never quiet for a 0.5 s settle window)
+    until `busy()` returns something other than None, then the rest at once; return that.
+    Fails if the source runs out first."""
+    data = source.read_bytes()
+    deadline = time.monotonic() + deadline_s
+    with open(target, "wb") as handle:
+        for start in range(0, len(data), 4096):
+            handle.write(data[start : start + 4096])
+            handle.flush()
+            outcome = busy()
+            if outcome is not None:
+                handle.write(data[start + 4096 :])
+                return outcome
+            assert time.monotonic() < deadline, "gave up waiting while copying"
+            time.sleep(0.1)
+    raise AssertionError(f"{target.name} was copied completely before the wait was over")
+
+
+class TestHoldOnlyWhereTheKeyCouldMatch:
+    """A file still being written holds only the parts it could share a conversation with."""
+
+    def test_a_growing_file_holds_its_own_folder_but_not_another(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Folder a's part 1 grows slowly: folder b's parts (sorting after it) go through
+        meanwhile; a's part 2 waits, and is appended after part 1 once that is complete."""
+        daemon = first(
+            ingestd_env, conversation={"by": "folder"}, polling=True, poll_interval_seconds=0.2
+        )
+        a, b = ingestd_env.inbox / "a", ingestd_env.inbox / "b"
+        a.mkdir()
+        a1 = make_media("a-part1.wav", seconds=20)
+        h_a1 = sha256(a1)
+        a2, h_a2 = staged(make_media, "a-part2.wav")
+        b1, h_b1 = staged(make_media, "b-part1.wav")
+        b2, h_b2 = staged(make_media, "b-part2.wav")
+        drop(a2, a, "part2.wav")
+        drop(b1, b, "part1.wav")
+        drop(b2, b, "part2.wav")
+
+        def b_done() -> set[str] | None:
+            states = ingestd_env.states()
+            if states.get("b/part1.wav") == states.get("b/part2.wav") == "done":
+                return {s["sha256"] for s in sandbox.submissions()}
+            return None
+
+        sent_meanwhile = write_while(a1, a / "part1.wav", b_done)
+        ingestd_env.wait_states({"a/part1.wav": "done", "a/part2.wav": "done"})
+        daemon.stop()
+
+        assert h_a2 not in sent_meanwhile, "a's part 2 went ahead of its growing part 1"
+        TestAppendOrder.assert_appended_in_order(sandbox, [h_b1, h_b2])
+        TestAppendOrder.assert_appended_in_order(sandbox, [h_a1, h_a2])
+
+    def test_mtime_order_holds_behind_a_copy_that_sets_its_mtime_last(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """``order: mtime`` and a ``cp -p``-like copy: the file shows "now" while copied and
+        gets its older, earlier-sorting mtime only at the end; a later part (older than now,
+        newer than the copy's source) waits for it, and is appended after it."""
+        daemon = first(
+            ingestd_env,
+            conversation={"by": "folder", "order": "mtime"},
+            polling=True,
+            poll_interval_seconds=0.2,
+        )
+        meeting = ingestd_env.inbox / "meeting"
+        meeting.mkdir()
+        now = time.time()
+        source = make_media("early.wav", seconds=20)
+        h_early = sha256(source)
+        late, h_late = staged(make_media, "late.wav", now - 10 * MINUTE)
+        drop(late, meeting, "a-late.wav")
+
+        pieces_since_queued: list[None] = []
+
+        def late_queued_a_while() -> set[str] | None:
+            """Once the later part is queued, ten more pieces (a second): time enough for
+            the dispatcher to send it, were it not held."""
+            state = ingestd_env.states().get("meeting/a-late.wav")
+            if pieces_since_queued or state not in (None, "discovered", "probed", "transcoded"):
+                pieces_since_queued.append(None)
+            if len(pieces_since_queued) > 10:
+                return {s["sha256"] for s in sandbox.submissions()}
+            return None
+
+        target = meeting / "b-early.wav"
+        sent_meanwhile = write_while(source, target, late_queued_a_while)
+        os.utime(target, (now - 20 * MINUTE, now - 20 * MINUTE))  # as cp -p does, last
+        ingestd_env.wait_states({"meeting/a-late.wav": "done", "meeting/b-early.wav": "done"})
+        daemon.stop()
+
+        assert h_late not in sent_meanwhile, "the later part went ahead of the copy"
+        TestAppendOrder.assert_appended_in_order(sandbox, [h_early, h_late])
+
+
 class TestRegex:
     def test_named_group_joins_parts_across_a_restart(
         self, ingestd_env, sandbox, make_media

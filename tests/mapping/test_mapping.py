@@ -11,7 +11,12 @@ from ingestd import EXISTING_CONVERSATION, NEW_CONVERSATION, ConfigError, conver
 from ingestd.config import WatchConfig
 from ingestd.errors import Rejected
 from ingestd.model import Recording
-from ingestd_mapping import ingestd_conversation_key, ingestd_validate_watch, parse_options
+from ingestd_mapping import (
+    ingestd_conversation_key,
+    ingestd_conversation_key_could_match,
+    ingestd_validate_watch,
+    parse_options,
+)
 from ingestd_mapping.keys import escape
 
 T0 = 1_700_000_000.0
@@ -342,3 +347,56 @@ class TestConversationName:
     )
     def test_names(self, key: str | None, name: str | None) -> None:
         assert conversation_name(key) == name
+
+
+class TestCouldMatch:
+    """Could a file not recorded yet get a given key? What the ordering hold asks."""
+
+    @staticmethod
+    def answers(w: WatchConfig, key_of: str, files: list[str]) -> dict[str, bool | None]:
+        key = keys_for(w, [(key_of, T0)])[key_of]
+        return {f: ingestd_conversation_key_could_match(w, f, key) for f in files}
+
+    def test_folder_same_sub_folder_only(self, tmp_path: Path) -> None:
+        """The part's own sub-folder could; another folder or the watch's own cannot."""
+        w = watch(tmp_path, by="folder")
+        assert self.answers(w, "a/part2.wav", ["a/part1.wav", "b/part1.wav", "p.wav"]) == {
+            "a/part1.wav": True,
+            "b/part1.wav": False,
+            "p.wav": False,
+        }
+
+    def test_regex_same_group_only(self, tmp_path: Path) -> None:
+        """The same pattern group could, wherever the file lies; another group or no match
+        cannot."""
+        w = watch(tmp_path, by="regex", pattern=r"meeting-(?P<key>\d+)-part\d+")
+        files = ["x/meeting-7-part1.wav", "meeting-8-part1.wav", "notes.wav"]
+        assert self.answers(w, "meeting-7-part2.wav", files) == {
+            "x/meeting-7-part1.wav": True,
+            "meeting-8-part1.wav": False,
+            "notes.wav": False,
+        }
+
+    def test_ttl_same_group_whatever_the_mtime(self, tmp_path: Path) -> None:
+        """A file of the same ttl group could (its mtime is not final yet); another group
+        cannot; group: watch holds every file."""
+        w = watch(tmp_path, by="ttl", group="folder")
+        assert self.answers(w, "a/2.wav", ["a/1.wav", "b/1.wav", "1.wav"]) == {
+            "a/1.wav": True,
+            "b/1.wav": False,
+            "1.wav": False,
+        }
+        whole = watch(tmp_path, by="ttl")
+        assert self.answers(whole, "a/2.wav", ["b/1.wav"]) == {"b/1.wav": True}
+
+    def test_sidecar_and_foreign_keys_cannot_be_told(self, tmp_path: Path) -> None:
+        """Any file's sidecar may name a sidecar key or a conversationId, and a key of
+        another strategy is not this plugin's to judge: None, so the watch-wide hold stays."""
+        w = watch(tmp_path, by="folder")
+        for key in (
+            f"sidecar:sales:{escape('weekly')}",
+            EXISTING_CONVERSATION + "123",
+            "regex:sales:7",
+            "someone-elses-key",
+        ):
+            assert ingestd_conversation_key_could_match(w, "a/part1.wav", key) is None, key

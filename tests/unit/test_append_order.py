@@ -1,5 +1,6 @@
 """What intake tells the dispatcher about files it has not recorded yet, so later parts of
-a conversation wait for them (`Intake.unrecorded`, `first_sort_key`)."""
+a conversation wait for them (`Intake.unrecorded`, `first_sort_key`), and which of those files
+hold which part (`OrderingHold`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any
 import pytest
 
 from ingestd.config import WatchConfig
+from ingestd.errors import PluginError
 from ingestd.intake import Intake, first_sort_key, sort_key
-from ingestd.store import Store
+from ingestd.ordering import OrderingHold
+from ingestd.plugins import load_plugins
+from ingestd.store import RecordingRow, Store
 
 
 class NoPlugins:
@@ -90,3 +94,88 @@ class TestUnrecorded:
         asyncio.run(intake.settled(watch, path))
         assert intake.unrecorded("inbox") == []
         assert len(store.all()) == 1
+
+
+class Answers:
+    """A stand-in for the plugins: one fixed answer to the could-match hook, or a failure."""
+
+    def __init__(self, answer: bool | Exception | None) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def call_first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
+        self.asked.append(kwargs["relpath"])
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer, "stand-in"
+
+
+class TestOrderingHold:
+    @staticmethod
+    def queued(store: Store, watch: WatchConfig, rel: str, key: str, mtime: float) -> RecordingRow:
+        row = store.insert(
+            watch=watch.name,
+            watch_root=str(watch.path),
+            relpath=rel,
+            size_bytes=1,
+            mtime=mtime,
+            sha256=rel,
+            sort_key=sort_key(watch, rel, mtime),
+        )
+        return store.update(row.id, conversation_key=key)
+
+    @staticmethod
+    def hold(watch: WatchConfig, plugins: Any, settling: list[Path], unrecorded=()) -> OrderingHold:
+        return OrderingHold(
+            {watch.name: watch}, plugins, lambda name: settling, lambda name: list(unrecorded)
+        )
+
+    def test_folder_strategy_holds_only_behind_its_own_folder(self, tmp_path: Path) -> None:
+        """With the bundled mapping plugin: a settling a/part1 holds a/part2, not b/part2."""
+        store = Store(tmp_path / "state.db")
+        watch = WatchConfig(name="w", path=tmp_path, conversation={"by": "folder"})
+        plugins = load_plugins((), ())
+        a2 = self.queued(store, watch, "a/part2.wav", "folder:w:a", 1.0)
+        b2 = self.queued(store, watch, "b/part2.wav", "folder:w:b", 1.0)
+        hold = self.hold(watch, plugins, [tmp_path / "a" / "part1.wav"])
+        assert hold.holds(a2)
+        assert not hold.holds(b2)
+
+    def test_cannot_tell_holds_every_later_part_of_the_watch(self, tmp_path: Path) -> None:
+        """No answer (None) keeps the watch-wide hold; only files sorting before are asked."""
+        store = Store(tmp_path / "state.db")
+        watch = WatchConfig(name="w", path=tmp_path)
+        plugins = Answers(None)
+        row = self.queued(store, watch, "m/part2.wav", "sidecar:w:x", 1.0)
+        assert self.hold(watch, plugins, [tmp_path / "a.wav"]).holds(row)
+        assert not self.hold(watch, plugins, [tmp_path / "z.wav"]).holds(row)
+        assert plugins.asked == ["a.wav"]
+        assert not self.hold(watch, Answers(False), [tmp_path / "a.wav"]).holds(row)
+
+    def test_a_failing_hook_holds_and_is_reported_once(self, tmp_path: Path) -> None:
+        """A plugin that raises cannot vouch for anything: the part waits; one warning."""
+        store = Store(tmp_path / "state.db")
+        watch = WatchConfig(name="w", path=tmp_path)
+        row = self.queued(store, watch, "m/part2.wav", "k", 1.0)
+        plugins = Answers(PluginError("'buggy' raised in the hook"))
+        reported: set[str] = set()
+        for _ in range(2):
+            hold = OrderingHold(
+                {"w": watch}, plugins, lambda n: [tmp_path / "a.wav"], lambda n: [], reported
+            )
+            assert hold.holds(row)
+        assert reported == {"'buggy' raised in the hook"}
+
+    def test_mtime_order_holds_behind_a_settling_file_whatever_its_mtime(
+        self, tmp_path: Path
+    ) -> None:
+        """A file still settling has no final mtime yet (cp -p sets it last): it holds a
+        part it could share a key with even if its current mtime is newer; a settled file
+        being fingerprinted holds only if its mtime sorts before."""
+        store = Store(tmp_path / "state.db")
+        watch = WatchConfig(name="w", path=tmp_path, conversation={"order": "mtime"})
+        row = self.queued(store, watch, "m/late.wav", "k", 100.0)
+        copying = tmp_path / "m" / "early.wav"
+        assert self.hold(watch, Answers(True), [copying]).holds(row)
+        assert not self.hold(watch, Answers(True), [], [(copying, 200.0)]).holds(row)
+        assert self.hold(watch, Answers(True), [], [(copying, 50.0)]).holds(row)
