@@ -50,7 +50,7 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     register_config_secrets(config)
-    register_secrets([str(config.symbl.get("app_id") or "")])
+    register_secrets([str(config.backend_options.get("app_id") or "")])  # an account id
     return config
 
 
@@ -75,15 +75,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     watches = plural(len(config.watches), "watch", "watches")
     print(f"config: {config.path}: ok ({watches}, sinks: {', '.join(sinks)})")
 
-    async def probe_api() -> None:
+    async def probe_api() -> str:
+        from ingestd.backends import check_backend
+
         backend = build_backend(config, plugins)
-        try:  # any authenticated call proves the credentials
-            await backend.find_conversations("ingestd-check", time.time())
+        try:  # the backend says what it checked, or raises what is wrong in its own words
+            return await check_backend(backend)
         finally:
             await backend.aclose()
 
-    asyncio.run(probe_api())
-    print(f"api: {config.symbl.get('base_url')}: credentials accepted")
+    print(f"api: {asyncio.run(probe_api())}")
     failed = plugins.failed()
     return ExitCode.ERROR if failed else ExitCode.OK
 

@@ -82,7 +82,8 @@ class Config:
     """The whole validated configuration."""
 
     path: Path | None
-    symbl: Mapping[str, Any]
+    backends: Mapping[str, Mapping[str, Any]]
+    """Every backend section by its top-level key (``symbl:``), chosen or not."""
     state_url: str
     work_dir: Path
     watches: tuple[WatchConfig, ...]
@@ -94,9 +95,22 @@ class Config:
     log_format: str = "auto"
     metrics_listen: str | None = None
     dashboard: DashboardConfig | None = None
+    backend: str = "symbl"
+    """The registered backend the daemon talks to (``backend:``)."""
     # Where each key came from, so problems found later (plugin options) name file and line
     source: str = field(default="<config>", compare=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def backend_options(self) -> Mapping[str, Any]:
+        """The chosen backend's section: ``backend: foo`` reads the top-level ``foo:``."""
+        return self.backends.get(self.backend, {})
+
+    @property
+    def symbl(self) -> Mapping[str, Any]:
+        """The ``symbl:`` section, for the bundled plugin's tools and tests; the core reads
+        `backend_options` only."""
+        return self.backends.get("symbl", {})
 
     @property
     def state_path(self) -> Path | None:

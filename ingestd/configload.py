@@ -29,12 +29,15 @@ from ingestd.model import INSIGHT_KINDS
 from ingestd.options import unknown_key_message
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_KEY = re.compile(r"(secret|token|password|webhook_url)$", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(secret|token|password|webhook_url|api_key)$", re.IGNORECASE)
 
+DEFAULT_BACKEND = "symbl"
 TOP_KEYS = (
-    "symbl", "state", "watch", "sinks", "pipeline", "plugins", "disable_plugins", "logging",
+    "backend", "state", "watch", "sinks", "pipeline", "plugins", "disable_plugins", "logging",
     "metrics", "parameters", "dashboard",
 )  # fmt: skip
+"""The core's own top-level keys. Any other top-level key is the section of a backend
+(``symbl:``), checked against the registered backends once plugins are loaded."""
 WATCH_KEYS = (
     "name",
     "path",
@@ -304,6 +307,30 @@ def _dashboard(problems: _Problems, data: Mapping[str, Any]) -> DashboardConfig 
     return DashboardConfig(listen=listen, token=Secret(token.strip()) if token else None)
 
 
+def _backends(problems: _Problems, data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``backend:`` and the backend sections: every other top-level key that holds a mapping.
+
+    Whether each section names a registered backend is known only once plugins are loaded
+    (`ingestd.backends.check_sections`); what is not a mapping cannot be one, so it is an
+    unknown key now.
+    """
+    backend = data.get("backend", DEFAULT_BACKEND)
+    if not isinstance(backend, str) or not backend.strip():
+        problems.add("backend", f"expected the name of a backend (e.g. symbl), got {backend!r}")
+        backend = DEFAULT_BACKEND
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in TOP_KEYS:
+            continue
+        if isinstance(value, dict) or (value is None and key == backend):
+            sections[key] = value or {}
+        elif key == backend:
+            problems.add(key, f"expected a mapping (the {key} backend's options), got {value!r}")
+        else:
+            problems.add(key, unknown_key_message(key, (*TOP_KEYS, backend)))
+    return backend, sections
+
+
 def parse_config(text: str, *, source: str = "<config>", base: Path | None = None) -> Config:
     """Validate YAML text into a Config; raise ConfigError listing every problem."""
     base = base or Path.cwd()
@@ -322,12 +349,8 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
         )
-    problems.unknown_keys(raw, TOP_KEYS, "")
     data = _resolve(raw, "", problems, base)
-
-    symbl = _mapping(problems, data, "symbl", "")
-    if not symbl.get("base_url"):
-        problems.add("symbl.base_url", "expected 'sandbox' or the API URL (https://api.symbl.ai)")
+    backend, backends = _backends(problems, data)
 
     state = _mapping(problems, data, "state", "")
     problems.unknown_keys(state, ("url", "work_dir"), "state")
@@ -387,7 +410,8 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     problems.raise_if_any()
     return Config(
         path=None,
-        symbl=symbl,
+        backend=backend,
+        backends=backends,
         state_url=state_url,
         work_dir=work_dir,
         watches=tuple(w for w in watches if w is not None),

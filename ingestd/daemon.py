@@ -26,6 +26,7 @@ import structlog
 
 from ingestd import systemd
 from ingestd.aftermath import Aftermath
+from ingestd.backends import build_backend, job_limit
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, StoreError
@@ -36,7 +37,7 @@ from ingestd.metrics import Health, MetricsServer
 from ingestd.ordering import OrderingHold
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import Plugins, load_plugins
-from ingestd.registry import Backend, Sink, SinkContext
+from ingestd.registry import Sink, SinkContext
 from ingestd.settle import Settler
 from ingestd.store import RecordingRow, Store
 from ingestd.transcode import clean_work_files
@@ -47,16 +48,6 @@ log = structlog.get_logger()
 # Stages that may be interrupted at shutdown without waiting: their state is durable and
 # resuming them repeats nothing that reached the API.
 _CANCEL_AT_ONCE = (State.SUBMITTED, State.QUEUED, State.DISCOVERED, State.PROBED)
-
-
-def build_backend(config: Config, plugins: Plugins) -> Backend:
-    base_url = str(config.symbl.get("base_url", ""))
-    kind = "sandbox" if base_url == "sandbox" else "symbl"
-    try:
-        factory = plugins.backends.get(kind, key_path="symbl.base_url")
-        return factory(config.symbl, config.state_dir)
-    except ConfigError as exc:
-        raise ConfigError(locate(config, exc.problems)) from None
 
 
 def sink_names(sinks: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -226,7 +217,7 @@ class Daemon:
                 self.config.metrics_listen,
                 self.store,
                 health=self.health,
-                max_concurrent_jobs=int(self.config.symbl.get("max_concurrent_jobs", 5)),
+                max_concurrent_jobs=job_limit(self.backend),
             )
             self.metrics.start()
         if self.config.dashboard:
@@ -301,7 +292,10 @@ class Daemon:
             )
             systemd.notify("READY=1")
             return
-        fixed = ("symbl", "state_url", "work_dir", "plugins", "disable_plugins", "dashboard")
+        fixed = (
+            "backend", "backends", "state_url", "work_dir", "plugins", "disable_plugins",
+            "dashboard",
+        )  # fmt: skip
         needs_restart = [k for k in fixed if getattr(new, k) != getattr(old, k)]
         if needs_restart:
             log.warning(
@@ -408,7 +402,7 @@ class Daemon:
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
     def _dispatch_once(self) -> None:
-        limit = int(self.config.symbl.get("max_concurrent_jobs", 5))
+        limit = job_limit(self.backend)
         in_flight = self.store.count_states(IN_FLIGHT)
         # Probes and transcodes are CPU work: a few at a time get the first recordings to the
         # API at once, where starting a whole batch together would starve the event loop.

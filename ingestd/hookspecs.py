@@ -49,15 +49,18 @@ hookspec = pluggy.HookspecMarker("ingestd")
 
 @hookspec(historic=True)
 def ingestd_register_backends(register: Callable[..., None]) -> None:
-    """Register Symbl API backend types by name.
+    """Register API backend types (the speech-to-text service recordings go to) by name.
 
     :param register: call ``register(name, factory)`` once per type, where
-        ``factory(symbl_options: Mapping, state_dir: Path) -> Backend`` (see
-        `ingestd.registry.Backend`). The ``symbl.base_url`` setting picks one: ``sandbox``
-        selects the type named "sandbox", an http(s) URL the type named "symbl".
+        ``factory(options: Mapping, state_dir: Path) -> Backend`` (see
+        `ingestd.registry.Backend` for the required and optional methods). The YAML's
+        ``backend: NAME`` (default ``symbl``) picks one, and `options` is the top-level
+        section of the same name (``NAME:``), validated by the factory, which raises
+        `ConfigError` naming each bad key as ``NAME.key: ...``.
 
-    Bundled: ``ingestd_symbl`` registers "symbl" (httpx client) and "sandbox" (the embedded
-    emulator on a loopback port, driven by the same client over real HTTP).
+    Bundled: ``ingestd_symbl`` registers "symbl" (httpx client; ``symbl.base_url: sandbox``
+    starts the embedded emulator instead of a host) and "sandbox" (that emulator on a
+    loopback port, driven by the same client over real HTTP).
     """
 
 

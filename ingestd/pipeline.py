@@ -15,8 +15,7 @@ import json
 import os
 import random
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from ingestd.errors import (
     Rejected,
     Retryable,
     StoreError,
+    UnknownJob,
 )
 from ingestd.lifecycle import State, is_before_upload
 from ingestd.logging import redact
@@ -71,52 +71,9 @@ def backoff_seconds(attempt: int, initial: float, maximum: float) -> float:
 RESTART_GRACE_SECONDS = 30.0
 """How long after this run started an upload of an earlier run may still land (its answer
 was lost with that run, and how the upload ended is unknown). A backend says the same for
-the uploads of this run: `Retryable` errors with a ``may_land_within_seconds`` attribute."""
-UPLOAD_TAG_KEY = "ingestdUploadId"
-"""The ``metadata`` key of the tag each POST carries: a random id per intent to upload, stored
-with ``upload_started_at`` before any byte leaves and kept by resends, so a lookup can tell
-this recording's conversation from another one of the same name."""
-
-
-def upload_tag(params: Mapping[str, Any]) -> str | None:
-    """The upload tag in `params`, or in a conversation object (both carry ``metadata``)."""
-    metadata = params.get("metadata")
-    tag = metadata.get(UPLOAD_TAG_KEY) if isinstance(metadata, Mapping) else None
-    return tag if isinstance(tag, str) and tag else None
-
-
-def with_upload_tag(params: Mapping[str, Any], tag: str) -> Params:
-    """`params` with `tag` in its ``metadata`` object (other metadata keys are kept)."""
-    metadata = params.get("metadata")
-    kept = dict(metadata) if isinstance(metadata, Mapping) else {}
-    return Params({**params, "metadata": {**kept, UPLOAD_TAG_KEY: tag}})
-
-
-def match_upload(
-    tag: str | None, candidates: Sequence[tuple[str, str | None]]
-) -> tuple[str | None, list[str]]:
-    """Which candidate is this recording's earlier upload: ``(id to adopt, ambiguous ids)``.
-
-    `candidates` are ``(conversation id, its upload tag)``, newest first, already limited to
-    the recording's name, the time of its attempt and ids the store does not know.
-
-    - One carrying `tag` is ours (the newest, should a resend have landed too).
-    - One carrying another tag is another recording's upload, never ours; and once the API
-      shows tags, an untagged one is not ours either (ours carries `tag`).
-    - Otherwise (the API drops ``metadata``, or the attempt predates tags) exactly one
-      untagged candidate is ours; several are ambiguous and none is adopted: a guess could
-      give this file another file's transcript.
-    """
-    if tag is not None:
-        mine = [cid for cid, other in candidates if other == tag]
-        if mine:
-            return mine[0], []
-        if any(other is not None for _, other in candidates):
-            return None, []
-    untagged = [cid for cid, other in candidates if other is None]
-    if len(untagged) == 1:
-        return untagged[0], []
-    return None, untagged
+the uploads of this run: `Retryable` errors with a ``may_land_within_seconds`` attribute.
+Only backends that can look an upload up (``find_upload``) are waited for; the tag that
+tells their uploads apart is theirs (`ingestd.registry.Backend`)."""
 
 
 def look_again_in(doubt: tuple[float, float] | None, now: float) -> float | None:
@@ -435,10 +392,11 @@ class Pipeline:
                 raise Rejected(f"{row.relpath}: the file to upload ({path}) is gone") from None
             upload = Upload(path=path, size_bytes=size, content_type=endpoint.content_type)
         params = Params(row.params or {})
-        if conversation_id is None:  # a fresh upload gets a fresh tag; a resend keeps its own
-            tag = upload_tag(params) if row.upload_started_at is not None else None
-            params = with_upload_tag(params, tag or uuid.uuid4().hex)
-        # tag and start are durable before any byte leaves: a restart can look them up
+        prepare = getattr(self.backend, "prepare_upload", None)
+        if prepare is not None:  # e.g. a tag to find this upload by, kept by a resend
+            resend = row.upload_started_at is not None
+            params = prepare(params, conversation_id=conversation_id, resend=resend)
+        # params and start are durable before any byte leaves: a restart can look them up
         self.store.update(row.id, upload_started_at=time.time(), params=dict(params))
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         try:
@@ -473,32 +431,18 @@ class Pipeline:
         """Find the conversation an earlier POST of this recording created.
 
         Returns ``(id, None)`` to adopt it, ``(None, when)`` to look again at UNIX time `when`
-        (that POST may still land), or ``(None, None)`` to upload again. Candidates share the
-        name and the time window; the upload tag picks ours (see `match_upload`).
+        (that POST may still land), or ``(None, None)`` to upload again. The backend looks
+        (``find_upload``, by whatever it put in the params with ``prepare_upload``).
         """
         assert row.upload_started_at is not None and row.name is not None
-        found = await self.backend.find_conversations(row.name, row.upload_started_at)
-        known = self.store.known_conversation_ids()
-        candidates = [c for c in found if c not in known]
-        tag = upload_tag(row.params or {})
-        tags = await asyncio.gather(*(self._upload_tag_of(c) for c in candidates))
-        tagged = [(c, t) for c, (gone, t) in zip(candidates, tags, strict=True) if not gone]
-        adopted, ambiguous = match_upload(tag, tagged)
-        log.info(
-            "submission_reconciling",
-            name=row.name,
-            found=len(found),
-            candidates=len(candidates),
-            tag_matches=sum(1 for _, t in tagged if tag is not None and t == tag),
-            adopted=adopted,
+        find = getattr(self.backend, "find_upload", None)
+        if find is None:  # the backend cannot look uploads up: sending again is its answer
+            return None, None
+        adopted = await find(
+            Params(row.params or {}),
+            started_at=row.upload_started_at,
+            exclude=self.store.known_conversation_ids(),
         )
-        if ambiguous:
-            log.warning(
-                "submission_reconcile_ambiguous",
-                candidates=ambiguous,
-                action="none adopted; uploading again once the earlier upload cannot land, "
-                "the candidates are left as they are",
-            )
         if adopted is not None:
             self._in_doubt.pop(row.id, None)
             return adopted, None
@@ -515,16 +459,6 @@ class Pipeline:
             return None, now + wait
         self._in_doubt.pop(row.id, None)
         return None, None
-
-    async def _upload_tag_of(self, conversation_id: str) -> tuple[bool, str | None]:
-        """``(gone, tag)`` of a candidate conversation; gone when it was deleted since."""
-        try:
-            insights = await self.backend.fetch_insights(conversation_id, ())
-        except Permanent as exc:
-            if exc.status == 404:
-                return True, None
-            raise
-        return False, upload_tag(insights.conversation)
 
     async def _submitted(self, row: RecordingRow) -> None:
         """Wait for the job (or, for an adopted conversation, for its messages)."""
@@ -543,9 +477,7 @@ class Pipeline:
             duration = (row.upload_media or {}).get("duration_seconds")
             try:
                 status = await self.backend.wait_for_job(row.job_id, expected_seconds=duration)
-            except Permanent as exc:
-                if exc.status != 404:
-                    raise
+            except UnknownJob as exc:
                 # The API forgot the job (an embedded sandbox does when the daemon restarts):
                 # only a new upload can help, and that is the operator's call.
                 error = (

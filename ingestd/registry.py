@@ -8,6 +8,7 @@ the core owns the table, the name conflicts and the configuration of each instan
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,42 @@ class MappingHistory(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """An implementation of the Symbl Async API contract (the real service or the sandbox).
+    """A speech-to-text API the daemon submits recordings to (Symbl.ai, the sandbox, ...).
 
-    All methods raise `ingestd.errors.Retryable` for transient trouble (429, 5xx, network,
-    after the backend's own bounded retries), `Permanent` for answers that retrying cannot
-    change (400, 404, 413), and never log secrets.
+    Chosen by ``backend: NAME`` in the YAML; built by the factory registered under that name
+    from the top-level section of the same name. The core calls the required methods below
+    in this order for each recording: `submit`, `wait_for_job`, `fetch_insights`; `aclose`
+    at shutdown. Every method raises `ingestd.errors.Retryable` for transient trouble (429,
+    5xx, network, after the backend's own bounded retries; ``retry_after`` when the service
+    said how long to wait) and `Permanent` for answers retrying cannot change (400, 413);
+    `wait_for_job` raises `UnknownJob` for a job the service no longer knows. Secrets never
+    appear in messages.
+
+    Optional parts, looked up with ``getattr`` (implement only what the service can do):
+
+    - ``max_concurrent_jobs: int``: the most jobs in flight at once (default 5); the core
+      holds recordings in ``queued`` beyond it.
+    - ``prepare_upload(params, *, conversation_id, resend) -> Params``: called before
+      each `submit`; what it returns is stored durably before any byte leaves, then
+      submitted. Put a per-upload tag in it to find the upload again (`find_upload`);
+      `resend` is True when an earlier attempt's answer was lost, whose params (and tag)
+      `params` then are.
+    - ``async find_upload(params, *, started_at, exclude) -> str | None``: after a crash
+      or a lost answer during a `submit` of a new conversation, the id of the conversation
+      that attempt created (`params` as `prepare_upload` returned them, `started_at` UNIX
+      time of the attempt, `exclude` ids already taken by other recordings), or None. A
+      backend without it has each such upload sent again (fine where submitting is
+      idempotent). With it, ``async wait_for_messages(conversation_id, *,
+      timeout_seconds) -> bool`` is required too: an adopted conversation has no job id, so
+      the core waits until its transcript is there.
+    - ``may_land_within_seconds`` on a `Retryable` raised by `submit`: the whole upload
+      was sent but the answer was lost, and the service may still create the conversation
+      within that many seconds; until then a `find_upload` that finds nothing is asked again
+      rather than followed by a second upload.
+    - ``async check() -> str``: ``ingestd check``'s probe of the service; returns what it
+      verified (``"https://api.example.com: credentials accepted"``) or raises an
+      `IngestdError` saying what is wrong in the service's terms (host unknown, credentials
+      refused).
     """
 
     name: str
@@ -53,41 +85,26 @@ class Backend(Protocol):
         params: Params,
         conversation_id: str | None,
     ) -> Submission:
-        """POST a new conversation (conversation_id None) or PUT an append into one.
+        """Start a new conversation (conversation_id None) or append a part to one.
 
         File routes stream `upload` from disk with an explicit Content-Length; URL routes
-        send `endpoint.url` in the JSON body and `upload` is None.
+        send `endpoint.url` and `upload` is None. Returns the conversation and job ids.
         """
-        ...
-
-    async def job_status(self, job_id: str) -> JobStatus:
-        """One Job API read."""
         ...
 
     async def wait_for_job(
         self, job_id: str, *, expected_seconds: float | None = None
     ) -> JobStatus:
-        """Poll the Job API with adaptive back-off until the job is terminal; return it."""
+        """Wait until the job is terminal (completed or failed) and return its status.
+
+        `expected_seconds` is the media's duration, for a polling schedule. A backend whose
+        service answers synchronously returns COMPLETED at once.
+        """
         ...
 
     async def fetch_insights(self, conversation_id: str, kinds: Iterable[str]) -> Insights:
-        """Fetch the conversation and each requested kind of insight (model.INSIGHT_KINDS)."""
-        ...
-
-    async def find_conversations(self, name: str, created_after: float) -> list[str]:
-        """Ids of conversations called `name` created at or after UNIX time `created_after`.
-
-        Used after a crash or a lost response during a POST: the core looks for the
-        conversation the interrupted upload may have created before uploading again.
-        Newest first. Raises `Retryable` when the API cannot be asked right now.
-        """
-        ...
-
-    async def wait_for_messages(self, conversation_id: str, *, timeout_seconds: float) -> bool:
-        """Poll until the conversation has messages (its job completed) or time runs out.
-
-        For a conversation adopted by reconciliation, whose jobId was never received.
-        """
+        """The conversation and each requested kind of insight (model.INSIGHT_KINDS); kinds
+        the service does not produce stay empty."""
         ...
 
     async def delete_conversation(self, conversation_id: str) -> bool:
@@ -101,7 +118,7 @@ class Backend(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections (and stop an embedded sandbox)."""
+        """Release connections (and stop an embedded emulator)."""
         ...
 
 
@@ -141,7 +158,8 @@ class SinkContext:
 
 
 BackendFactory = Callable[[Mapping[str, Any], Path], Backend]
-"""``factory(symbl_options, state_dir) -> Backend``; raises ConfigError on bad options."""
+"""``factory(options, state_dir) -> Backend``: `options` is the backend's top-level section
+(``name:``); raises ConfigError naming each bad key as ``name.key: ...``."""
 
 SinkFactory = Callable[[Mapping[str, Any], SinkContext], Sink]
 """``factory(sink_options, context) -> Sink``; raises ConfigError naming the bad key."""
@@ -170,7 +188,11 @@ class Registry(Generic[F]):
     def get(self, name: str, *, key_path: str) -> F:
         if name not in self._factories:
             known = ", ".join(sorted(self._factories)) or "none"
-            raise ConfigError(f"{key_path}: unknown {self.kind} type {name!r} (known: {known})")
+            close = difflib.get_close_matches(str(name), list(self._factories), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{key_path}: unknown {self.kind} type {name!r} (known: {known}){hint}"
+            )
         return self._factories[name][0]
 
     def names(self) -> list[str]:

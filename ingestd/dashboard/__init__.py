@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingestd import progress
+from ingestd.backends import job_limit
 from ingestd.dashboard.actions import Actions
 from ingestd.dashboard.auth import Guard
 from ingestd.dashboard.reads import Live, WatchHealth
@@ -55,7 +56,7 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
         return Live(
             started_at=started_at,
             version=version,
-            job_limit=int(current.symbl.get("max_concurrent_jobs", 5)),
+            job_limit=job_limit(daemon.backend),
             watches=tuple(
                 WatchHealth(
                     name=w.watch.name,

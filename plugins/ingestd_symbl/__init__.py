@@ -3,11 +3,15 @@
 Registers two `ingestd.registry.Backend` types through ``ingestd_register_backends``, exactly
 as a third-party plugin would (entry point ``symbl`` in the ``ingestd`` group):
 
-- ``symbl``: `SymblClient`, an httpx client for the real API (``symbl.base_url: https://...``)
-  with token caching, streamed uploads, bounded retries and adaptive job polling;
-- ``sandbox``: the same client pointed at the embedded emulator (``symbl.base_url: sandbox``).
+- ``symbl`` (the default ``backend:``): `SymblClient`, an httpx client for the real API
+  (``symbl.base_url: https://...``) with token caching, streamed uploads, bounded retries
+  and adaptive job polling; ``symbl.base_url: sandbox`` starts the embedded emulator;
+- ``sandbox`` (``backend: sandbox``): the same client pointed at the embedded emulator.
 
-Options are the ``symbl`` section of the YAML, validated by `options.from_mapping`.
+Options are the top-level section named like the backend (``symbl:``, ``sandbox:``),
+validated by `options.from_mapping`. Besides the required `Backend` methods the client
+implements its optional parts: ``max_concurrent_jobs``, ``check``, and the lost-answer
+reconciliation of `reconcile` (``prepare_upload``, ``find_upload``, ``wait_for_messages``).
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ API may refuse) and never holds the file in memory. Each attempt reopens the fil
 A submission is not idempotent. When the connection fails *after* the whole body was sent,
 the API may have created the conversation (or appended the part) without us hearing of it,
 or may still be creating it, so the client does not send it again: it raises `AnswerLost`,
-and the core reconciles through `find_conversations` (by the conversation's name, then the
-upload tag in its ``metadata``) before any new POST, looking again for a while if the upload
-may still land. Failures before the body was complete, and 429/5xx answers, are retried
-here; they end in a plain `Retryable` (nothing arrived).
+and the core reconciles through `find_upload` (`ingestd_symbl.reconcile`: by the
+conversation's name, then the upload tag in its ``metadata``) before any new POST, looking
+again for a while if the upload may still land. Failures before the body was complete, and
+429/5xx answers, are retried here; they end in a plain `Retryable` (nothing arrived).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ingestd import (
     Permanent,
     Retryable,
     Submission,
+    UnknownJob,
     Upload,
     record_upload,
 )
@@ -47,6 +48,7 @@ from ingestd_symbl.insights import KINDS, NOT_READY, insight_value, timestamp
 from ingestd_symbl.options import SymblOptions
 from ingestd_symbl.params import encode_query, submit_path, url_request
 from ingestd_symbl.polling import JobDurations, delays_around, poll_delays
+from ingestd_symbl.reconcile import TaggedUploads
 from ingestd_symbl.retry import TRANSIENT_ERRORS, RetryPolicy, describe
 from ingestd_symbl.webhook import JobWebhook
 
@@ -91,7 +93,7 @@ class AnswerLost(Retryable):
         self.may_land_within_seconds = may_land_within_seconds
 
 
-class SymblClient:
+class SymblClient(TaggedUploads):
     """The Symbl Async API (or the sandbox, which speaks the same HTTP) as a `Backend`.
 
     Args:
@@ -155,6 +157,16 @@ class SymblClient:
     @property
     def base_url(self) -> str:
         return str(self._http.base_url).rstrip("/")
+
+    @property
+    def max_concurrent_jobs(self) -> int:
+        """The account's concurrent-job limit (``symbl.max_concurrent_jobs``)."""
+        return self.options.max_concurrent_jobs
+
+    async def check(self) -> str:
+        """``ingestd check``: one authenticated call proves the host and the credentials."""
+        await self.find_conversations("ingestd-check", time.time())
+        return f"{self.base_url}: credentials accepted"
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -285,8 +297,13 @@ class SymblClient:
     # -- jobs ----------------------------------------------------------------------------
 
     async def job_status(self, job_id: str) -> JobStatus:
-        """One Job API read (404 for an unknown job is `Permanent`)."""
-        data = await self._get(f"/v1/job/{quote(job_id, safe='')}")
+        """One Job API read; a 404 (the API forgot the job) is `UnknownJob`."""
+        try:
+            data = await self._get(f"/v1/job/{quote(job_id, safe='')}")
+        except Permanent as exc:
+            if exc.status == 404:
+                raise UnknownJob(str(exc), status=404) from None
+            raise
         status = data.get("status") if isinstance(data, dict) else None
         try:
             return JobStatus(status)

@@ -71,6 +71,8 @@ def start_sandbox_backend(options: SymblOptions) -> SandboxClient:
 
 
 def make_sandbox_backend(options: Mapping[str, Any], state_dir: Path) -> SandboxClient:
-    """`BackendFactory` for ``symbl.base_url: sandbox`` (the state directory is unused: the
-    emulator keeps everything in memory and forgets it when the daemon stops)."""
-    return start_sandbox_backend(from_mapping(options))
+    """`BackendFactory` for ``backend: sandbox`` (options from a ``sandbox:`` section, if
+    any; ``symbl.base_url: sandbox`` reaches the same emulator through the "symbl" type).
+    The state directory is unused: the emulator keeps everything in memory and forgets it
+    when the daemon stops."""
+    return start_sandbox_backend(from_mapping({"base_url": "sandbox", **options}, "sandbox"))

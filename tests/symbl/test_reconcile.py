@@ -21,20 +21,20 @@ from ingestd.configload import parse_config
 from ingestd.errors import Permanent, Retryable
 from ingestd.lifecycle import State
 from ingestd.model import Endpoint, EndpointKind, Insights, Params, Submission
-from ingestd.pipeline import (
-    UPLOAD_TAG_KEY,
-    Pipeline,
-    look_again_in,
-    match_upload,
-    upload_tag,
-    with_upload_tag,
-)
+from ingestd.pipeline import Pipeline, look_again_in
 from ingestd.sandbox import Sandbox
 from ingestd.store import RecordingRow, Store
 from ingestd_symbl.client import (
     LOST_AFTER_CLOSE_SECONDS,
     LOST_AFTER_TIMEOUT_SECONDS,
     AnswerLost,
+)
+from ingestd_symbl.reconcile import (
+    UPLOAD_TAG_KEY,
+    TaggedUploads,
+    match_upload,
+    upload_tag,
+    with_upload_tag,
 )
 from tests.symbl.conftest import make_client, write_wav
 from tests.symbl.test_submit import WAV, upload
@@ -158,8 +158,9 @@ class TestAnswerLost:
         assert getattr(error, "may_land_within_seconds", None) is None
 
 
-class FakeBackend:
-    """Conversations in a dict; `submit` creates one, or raises `fail` (creating nothing)."""
+class FakeBackend(TaggedUploads):
+    """Conversations in a dict; `submit` creates one, or raises `fail` (creating nothing).
+    Its lookups are the Symbl client's own (`TaggedUploads`)."""
 
     name = "fake"
 

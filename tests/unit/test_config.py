@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ingestd.backends import validate_backend_choice
 from ingestd.config import Secret
 from ingestd.configload import load_config, parse_config
 from ingestd.daemon import build_backend, build_sinks, validate_watches
@@ -116,6 +117,13 @@ BROKEN = [
     (S + "watch:\n  - path: a\n    name: sales\n    parameters:\n      confidenceThreshold: 0.2",
      "bad.yaml:6: watch[sales].parameters.confidenceThreshold: expected a number from 0.5 to 1.0,"
      " got 0.2"),
+    # the backend: chosen by name among the registered ones, its section checked by it
+    (S + W + "backend: symbll", "bad.yaml:3: backend: unknown backend 'symbll'; did you mean"),
+    (S + W + "backend: [symbl]", "bad.yaml:3: backend: expected the name of a backend"),
+    (S + W + "pipline:\n  max_attempts: 1", "bad.yaml:3: pipline: unknown key; did you mean "
+     "'pipeline'?"),
+    ("backend: sandbox\nsandbox:\n  job_secnds: 1\n" + W,
+     "bad.yaml:3: sandbox.job_secnds: unknown key; did you mean"),
     ("symbl:\n  base_url: 'ftp://api.symbl.ai'\n" + W,
      "bad.yaml:2: symbl.base_url: expected 'sandbox' or an http(s) URL, got 'ftp://api.symbl.ai'"),
 ]  # fmt: skip
@@ -133,7 +141,8 @@ def check(text: str, plugins: Plugins, base: Path) -> None:
     config = parse_config(text, source="bad.yaml", base=base)
     validate_watches(config, plugins)
     build_sinks(config, plugins)
-    if config.symbl["base_url"] != "sandbox":  # the sandbox would start a server
+    validate_backend_choice(config, plugins)
+    if config.backend_options.get("base_url") != "sandbox":  # it would start a server
         build_backend(config, plugins)
 
 
@@ -190,7 +199,9 @@ def test_problems_carry_line_numbers() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     """Several problems produce several lines, not just the first."""
-    text = "symbl: {}\nwatch: [{path: a, settle_seconds: x, recursive: 1}]\nlogging: {level: loud}"
+    text = (
+        "backend: [3]\nwatch: [{path: a, settle_seconds: x, recursive: 1}]\nlogging: {level: loud}"
+    )
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     assert len(caught.value.problems) == 4

@@ -102,7 +102,7 @@ class TestRetryPolicy:
         store.transition(row.id, State.PROBED)
         config = Config(
             path=None,
-            symbl={},
+            backends={},
             state_url=f"sqlite:///{tmp_path / 'state.db'}",
             work_dir=tmp_path / "work",
             watches=(),
