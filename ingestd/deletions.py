@@ -64,7 +64,8 @@ def abandoned_conversations(events: list[dict[str, Any]]) -> list[str]:
 
 
 def _flag(config: Config, key: str) -> bool:
-    return config.symbl.get(key) is True
+    """A deletion setting of the chosen backend's section (``symbl.delete_after_delivery``)."""
+    return config.backend_options.get(key) is True
 
 
 def close_conversation(

@@ -42,12 +42,13 @@ class Backend(Protocol):
 
     Chosen by ``backend: NAME`` in the YAML; built by the factory registered under that name
     from the top-level section of the same name. The core calls the required methods below
-    in this order for each recording: `submit`, `wait_for_job`, `fetch_insights`; `aclose`
-    at shutdown. Every method raises `ingestd.errors.Retryable` for transient trouble (429,
-    5xx, network, after the backend's own bounded retries; ``retry_after`` when the service
-    said how long to wait) and `Permanent` for answers retrying cannot change (400, 413);
-    `wait_for_job` raises `UnknownJob` for a job the service no longer knows. Secrets never
-    appear in messages.
+    in this order for each recording: `submit`, `wait_for_job`, `fetch_insights`; then
+    `delete_conversation` where the site asks for it, and `aclose` at shutdown. Every
+    method raises `ingestd.errors.Retryable` for transient trouble (429, 5xx, network,
+    after the backend's own bounded retries; ``retry_after`` when the service said how long
+    to wait) and `Permanent` for answers retrying cannot change (400, 413); `wait_for_job`
+    raises `UnknownJob` for a job the service no longer knows. Secrets never appear in
+    messages.
 
     Optional parts, looked up with ``getattr`` (implement only what the service can do):
 
