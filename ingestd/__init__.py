@@ -5,8 +5,8 @@ return, the configuration types, the protocols of registered objects, the option
 the metrics a backend records and the errors to raise. Import them from here
 (``from ingestd import Recording, hookimpl``); the modules behind them are private and may
 move. Besides these names, the public modules are `PUBLIC_MODULES`: the hook
-specifications, the pytest fixtures, the Symbl emulator, generated test media and where
-ffmpeg lives.
+specifications, the pytest fixtures, the Symbl emulator, generated test media, where
+ffmpeg lives and upload progress.
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ PUBLIC_MODULES = (
     "ingestd.sandbox",
     "ingestd.mediagen",
     "ingestd.executables",
+    "ingestd.progress",
 )
-"""Modules a plugin may import besides the names in ``__all__``."""
+"""Modules a plugin may import besides the names in ``__all__`` (`ingestd.progress`: the
+bytes of an upload sent so far, which a backend reports for the dashboard)."""
 
 __all__ = [
     "AS_IS",

@@ -51,7 +51,6 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
     version = _version()
 
     def live() -> Live:
-        current = daemon.config  # a reload swaps it
         watchers = list(daemon.watchers)
         return Live(
             started_at=started_at,
