@@ -17,6 +17,7 @@ import structlog
 
 from ingestd.config import Config
 from ingestd.deletions import Deletions
+from ingestd.disposal import Disposals
 from ingestd.errors import StoreError
 from ingestd.lifecycle import State
 from ingestd.registry import Backend
@@ -35,6 +36,7 @@ class Aftermath:
         self._config = config
         self.store = store
         self.deletions = Deletions(config, store, backend)
+        self.disposals = Disposals(config, store)
         self._watermark = 0
         self._closes_checked = 0.0
         self._kick = asyncio.Event()
@@ -43,6 +45,9 @@ class Aftermath:
         self._kick.set()
 
     async def run(self) -> None:
+        replanned = self.store.replan_failed_disposals()
+        if replanned:
+            log.info("after_replanned", failed_before=replanned)
         while True:
             try:
                 await self.round()
@@ -67,7 +72,7 @@ class Aftermath:
     async def round(self) -> None:
         """Follow the new events, then do whatever is due."""
         now = time.time()
-        wanted = self.deletions.wanted
+        deleting, disposing = self.deletions.wanted, self.disposals.wanted
         while True:
             events = self.store.events_since(
                 self._watermark, (State.DONE, State.REJECTED, State.SUBMITTED)
@@ -75,14 +80,17 @@ class Aftermath:
             if not events:
                 break
             for event in events:
-                if wanted:
+                if deleting:
                     self.deletions.on_event(event)
+                if disposing:
+                    self.disposals.on_event(event)
                 self._watermark = event["id"]
             await asyncio.sleep(0)  # a long history at start must not starve the loop
         if now - self._closes_checked >= self._close_check_seconds():
             self._closes_checked = now
             self.deletions.close_quiet_keys(now)
         await self.deletions.send_due(now)
+        await self.disposals.run_due(now)
 
 
 def status(store: Store) -> dict[str, object]:

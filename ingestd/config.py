@@ -26,6 +26,15 @@ class Secret(str):
 
 
 @dataclass(frozen=True)
+class AfterAction:
+    """What to do with a file once its recording is finished (``after_success`` or
+    ``after_rejected``; see `ingestd.disposal`). `to` is the folder for ``move``."""
+
+    action: str = "keep"  # keep | move | delete
+    to: Path | None = None
+
+
+@dataclass(frozen=True)
 class WatchConfig:
     """One watched folder and how its recordings are handled.
 
@@ -47,6 +56,8 @@ class WatchConfig:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     transcode: Mapping[str, Any] = field(default_factory=dict)
     endpoint: Mapping[str, Any] = field(default_factory=dict)
+    after_success: AfterAction = field(default_factory=AfterAction)
+    after_rejected: AfterAction = field(default_factory=AfterAction)
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

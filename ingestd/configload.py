@@ -24,6 +24,7 @@ from ingestd.config import (
     Secret,
     WatchConfig,
 )
+from ingestd.disposal import ignore_move_targets, parse_after
 from ingestd.errors import ConfigError
 from ingestd.model import INSIGHT_KINDS
 from ingestd.options import unknown_key_message
@@ -51,6 +52,8 @@ WATCH_KEYS = (
     "parameters",
     "transcode",
     "endpoint",
+    "after_success",
+    "after_rejected",
 )
 DEFAULT_IGNORE = (  # matched against each folder and the name (ingestd.watch.ignored)
     "*.part", "*.partial", "*.tmp", "*.crdownload", "~$*", ".*", "*~", "*.swp",
@@ -233,6 +236,7 @@ def _watch(
         parameters={**defaults, **_mapping(problems, data, "parameters", prefix)},
         transcode=_mapping(problems, data, "transcode", prefix),
         endpoint=_mapping(problems, data, "endpoint", prefix),
+        **parse_after(data, prefix, base, path, problems.add),
         options=options,
     )
 
@@ -369,6 +373,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     names: set[str] = set()
     defaults = _mapping(problems, data, "parameters", "")  # global defaults under each watch's
     watches = [_watch(problems, i, w, base, names, defaults) for i, w in enumerate(watches_raw)]
+    watches = ignore_move_targets([w for w in watches if w is not None])
 
     sinks_raw = data.get("sinks", [])
     sinks: list[dict[str, Any]] = []

@@ -146,8 +146,8 @@ DISPOSAL_TRANSITIONS: dict[Disposal, frozenset[Disposal]] = {
     Disposal.PLANNED: frozenset(
         {Disposal.PLANNED, Disposal.COPIED, Disposal.DONE, Disposal.HELD, Disposal.FAILED}
     ),
-    # the source is removed next; nothing may send the file anywhere else meanwhile
-    Disposal.COPIED: frozenset({Disposal.DONE, Disposal.FAILED}),
+    # the target is complete: only the source's removal is left (retried until it works)
+    Disposal.COPIED: frozenset({Disposal.COPIED, Disposal.DONE}),
     Disposal.DONE: frozenset(),
     Disposal.HELD: frozenset(),
     Disposal.FAILED: frozenset({Disposal.PLANNED}),  # the next start tries again

@@ -179,7 +179,22 @@ def _render_api_deletions(story: dict[str, Any]) -> list[str]:
     return lines
 
 
-_EXTRAS: list[Any] = [_api_deletions]
+def _after(store: Store, row: RecordingRow) -> dict[str, Any]:
+    from ingestd.disposal import story
+
+    section = story(store, row)
+    if "after" in section:
+        section["after"]["updated_at"] = _when(section["after"]["updated_at"])
+    return section
+
+
+def _render_after(story: dict[str, Any]) -> list[str]:
+    from ingestd.disposal import render
+
+    return render(story)
+
+
+_EXTRAS: list[Any] = [_after, _api_deletions]
 """Functions ``(store, row) -> {section: data}`` adding what other features record (the
 after-success action, deletions at the API)."""
 
@@ -244,5 +259,5 @@ def render(story: dict[str, Any]) -> str:
     return redact("\n".join(lines))
 
 
-_RENDER_EXTRAS: list[Any] = [_render_api_deletions]
+_RENDER_EXTRAS: list[Any] = [_render_after, _render_api_deletions]
 """Functions ``(story) -> [lines]`` for the sections `_EXTRAS` add."""

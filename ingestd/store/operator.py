@@ -216,6 +216,16 @@ class OperatorTables:
                 [str(new), time.time(), *columns.values(), recording_id],
             )
 
+    def replan_failed_disposals(self) -> int:
+        """Failed dispositions start over (`Disposal.FAILED` -> ``planned``): at each start."""
+        with self._tx():
+            cursor = self._conn.execute(
+                "UPDATE dispositions SET state = ?, attempts = 0, next_attempt_at = 0,"
+                " updated_at = ? WHERE state = ?",
+                (str(Disposal.PLANNED), time.time(), str(Disposal.FAILED)),
+            )
+        return cursor.rowcount
+
     def disposal_counts(self) -> dict[str, dict[str, int]]:
         """action -> {state: count}, for status."""
         counts: dict[str, dict[str, int]] = {}
