@@ -25,6 +25,7 @@ from ingestd import aftermath, deletions, installunit, show
 from ingestd.config import Config
 from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
+from ingestd.folders import missing_now
 from ingestd.lifecycle import PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import configure, redact, register_config_secrets, register_secrets
 
@@ -133,8 +134,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems = store.latest([State.FAILED, State.REJECTED], limit=args.limit)
     busy = store.latest(PIPELINE, limit=args.limit)
     deliveries = store.delivery_counts()
+    missing = missing_now(config.watches)
     if args.json:
         data = {
+            "missing_watch_folders": [
+                {"watch": w.name, "path": str(w.path), "problem": p} for w, p in missing
+            ],
             "counts": {str(s): counts.get(str(s), 0) for s in State},
             "deliveries": deliveries,
             "in_progress": [_row_json(r, store) for r in busy],
@@ -168,6 +173,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             where = f" (conversation {r.conversation_id})" if r.conversation_id else ""
             print(f"  #{r.id:<5} {r.state:<9} {_when(r.updated_at)} {r.watch}/{r.relpath}{where}")
             print(f"         {redact(r.error or '')}")
+    if missing:
+        print("\nwatch folders missing: nothing is ingested from them until they are back")
+        for watch, problem in missing:
+            print(f"  {watch.name}: {watch.path} {problem}")
     return ExitCode.OK
 
 

@@ -46,6 +46,7 @@ class WatchConfig:
 
     name: str
     path: Path
+    create: bool = False  # create a missing folder at start, instead of refusing to start
     patterns: tuple[str, ...] = ("*.wav", "*.mp3", "*.mp4", "*.m4a", "*.mov")
     ignore: tuple[str, ...] = ()
     recursive: bool = True

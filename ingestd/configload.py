@@ -42,6 +42,7 @@ TOP_KEYS = (
 WATCH_KEYS = (
     "name",
     "path",
+    "create",
     "patterns",
     "ignore",
     "recursive",
@@ -224,6 +225,7 @@ def _watch(
     return WatchConfig(
         name=name,
         path=path,
+        create=_bool(problems, data, "create", prefix, False),
         patterns=_strings(problems, data, "patterns", prefix, WatchConfig.patterns),
         ignore=DEFAULT_IGNORE + ignore,
         recursive=_bool(problems, data, "recursive", prefix, True),

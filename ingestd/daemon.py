@@ -30,6 +30,7 @@ from ingestd.backends import build_backend, job_limit
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, StoreError
+from ingestd.folders import FolderGuard, prepare_folders
 from ingestd.intake import Intake
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
 from ingestd.logging import register_config_secrets
@@ -172,6 +173,7 @@ class Daemon:
             self.backend = build_backend(config, self.plugins)
             try:
                 self.sinks = build_sinks(config, self.plugins)
+                prepare_folders(config)
                 return await self._serve()
             finally:
                 await self.backend.aclose()
@@ -224,11 +226,14 @@ class Daemon:
             from ingestd.dashboard import start_dashboard  # Jinja2 only when it is on
 
             self.dashboard = start_dashboard(self, loop)
+        self.folders = FolderGuard(self._folder_gone, self._folder_back)
         for watch in self.config.watches:
             watcher = Watcher(watch, self.settler.nominate, self._rescan_soon)
             watcher.start(loop)
             self.watchers.append(watcher)
+            self.folders.track(watch)
         await self._rescan()
+        self._spawn(self.folders.run())
         self._spawn(self.settler.run())
         self._spawn(self._periodic_rescan())
         self._spawn(self._heartbeat())
@@ -283,6 +288,7 @@ class Daemon:
             new = load_config(old.path)
             register_config_secrets(new)  # a new webhook URL is masked like the old one
             validate_watches(new, self.plugins)
+            prepare_folders(new)
             sinks = build_sinks(new, self.plugins) if new.sinks != old.sinks else self.sinks
         except ConfigError as exc:
             log.error(
@@ -312,6 +318,7 @@ class Daemon:
         for watcher in [w for w in self.watchers if w.watch.name in stopped]:
             watcher.stop()
             self.watchers.remove(watcher)
+            self.folders.forget(watcher.watch.name)
             self.settler.forget_watch(watcher.watch.name)
         self.config = new
         self.pipeline.config = new
@@ -323,6 +330,7 @@ class Daemon:
             watcher = Watcher(after[name], self.settler.nominate, self._rescan_soon)
             watcher.start(loop)
             self.watchers.append(watcher)
+            self.folders.track(after[name])
         await self._rescan([after[n] for n in started])
         log.info(
             "config_reloaded",
@@ -333,6 +341,23 @@ class Daemon:
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
 
     # -- noticing files -----------------------------------------------------------------
+
+    def _folder_gone(self, name: str) -> None:
+        """A watch folder vanished (`FolderGuard`): stop its watcher, tell /health."""
+        for watcher in self.watchers:
+            if watcher.watch.name == name:
+                watcher.suspend()
+        self.health.folders_missing(self.folders.missing)
+
+    def _folder_back(self, name: str) -> None:
+        """It is back: watch it again, and rescan it for what arrived meanwhile."""
+        self.health.folders_missing(self.folders.missing)
+        if self._stopping.is_set():
+            return
+        for watcher in self.watchers:
+            if watcher.watch.name == name:
+                watcher.start(asyncio.get_running_loop())
+                self._spawn(self._rescan([watcher.watch]))
 
     def _rescan_soon(self, watch: WatchConfig) -> None:
         """A watcher lost events (queue overflow, switch to polling): rescan it now."""
@@ -347,6 +372,8 @@ class Daemon:
         """Nominate every file not already known with the same size and mtime."""
         started = time.monotonic()
         for watch in self.config.watches if watches is None else watches:
+            if watch.name in self.folders.missing:
+                continue  # its folder is gone: rescanned when it is back
             found = await asyncio.to_thread(lambda w=watch: list(scan(w)))
             new = [p for p, size, mtime in found if not self.intake.is_known(watch, p, size, mtime)]
             for path in new:
@@ -372,7 +399,7 @@ class Daemon:
         interval = _heartbeat_seconds()
         while True:
             await asyncio.sleep(interval)
-            dead = [w.watch.name for w in self.watchers if not w.alive()]
+            dead = [w.watch.name for w in self.watchers if not w.alive() and not w.suspended]
             self.health.beat(dead)
             if dead:
                 log.error("watcher_dead", watches=dead, action="systemd will restart the daemon")
@@ -385,9 +412,11 @@ class Daemon:
         except StoreError as exc:  # the heartbeat goes on; systemd shows why
             return f"state store unavailable: {exc}"
         busy = sum(counts.get(str(s), 0) for s in PIPELINE)
+        missing = list((getattr(self, "folders", None) and self.folders.missing) or ())
         return (
             f"{busy} in progress, {counts.get('done', 0)} done, "
             f"{counts.get('failed', 0)} failed, {len(self.settler)} settling"
+            + (f"; watch folder missing: {', '.join(missing)}" if missing else "")
         )
 
     # -- dispatching ---------------------------------------------------------------------

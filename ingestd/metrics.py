@@ -268,6 +268,7 @@ class Health:
         self._phase = "starting"
         self._last_beat = clock()
         self._dead: tuple[str, ...] = ()
+        self._missing: dict[str, str] = {}
 
     def ready(self) -> None:
         self._phase = "running"
@@ -280,12 +281,18 @@ class Health:
     def stopping(self) -> None:
         self._phase = "stopping"
 
+    def folders_missing(self, missing: dict[str, tuple[str, float]]) -> None:
+        """Watch folders that are gone: watch name -> (problem, since), from the daemon."""
+        self._missing = {name: problem for name, (problem, _) in missing.items()}
+
     def __call__(self) -> dict[str, Any]:
         age = self._clock() - self._last_beat
         if self._phase != "running":
             status = self._phase
         elif self._dead:
             status = "watcher_dead"
+        elif self._missing:
+            status = "watch_folder_missing"
         elif age > self.stale_after_seconds:
             status = "event_loop_stalled"
         else:
@@ -295,6 +302,7 @@ class Health:
             "phase": self._phase,
             "heartbeat_age_seconds": round(age, 3),
             "dead_watchers": list(self._dead),
+            "missing_watch_folders": dict(self._missing),
             "pid": os.getpid(),
         }
 

@@ -316,10 +316,13 @@ class Watcher:
         self._unwatched: str | None = None  # the first folder the watch limit left out
         self._overflows = 0
         self._rescan_timer: asyncio.TimerHandle | None = None
+        self.suspended = False  # its folder is gone; `start` again when it is back
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch the folder (which `ingestd.folders.prepare_folders` made sure exists); also
+        after `suspend`, when the folder is back."""
         self._loop = loop
-        self.watch.path.mkdir(parents=True, exist_ok=True)
+        self.suspended = False
         self._handler = _Forwarder(self.watch, loop, self.nominate)
         try:
             self.observer = self._start_observer()
@@ -417,6 +420,14 @@ class Watcher:
         )
         self._overflows = 0
         self.rescan(self.watch)
+
+    def suspend(self) -> None:
+        """The folder is gone (`ingestd.folders.FolderGuard`): stop watching until `start`."""
+        self.suspended = True
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+            self.observer = None
 
     def alive(self) -> bool:
         return self.observer is not None and self.observer.is_alive()

@@ -186,7 +186,8 @@ class TestPluginWatchKeys:
         with pytest.raises(ConfigError) as caught:
             validate_watches(config, load_plugins())
         assert caught.value.problems == [
-            "i.yaml:5: watch[0].retention_days: unknown key; known keys: name, path, patterns, "
+            "i.yaml:5: watch[0].retention_days: unknown key; known keys: name, path, create, "
+            "patterns, "
             "ignore, recursive, settle_seconds, polling, poll_interval_seconds, conversation, "
             "parameters, transcode, endpoint",
             "i.yaml:6: watch[0].recursiv: unknown key; did you mean 'recursive'?",
