@@ -133,6 +133,7 @@ class TestReload:
         daemon = ingestd_env.daemon().start()
         daemon.wait_ready()
         second = ingestd_env.root / "second-inbox"
+        second.mkdir()  # a watch folder must exist (or say create: true)
         config = yaml.safe_load(ingestd_env.config_path.read_text())
         config["watch"].append({**config["watch"][0], "path": str(second), "name": "second"})
         ingestd_env.config_path.write_text(yaml.safe_dump(config))

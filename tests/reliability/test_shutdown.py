@@ -120,6 +120,8 @@ def test_sighup_reload_during_work_loses_nothing(ingestd_env, sandbox, make_medi
     sandbox.set_options({"job_seconds": 1.0})
     second = ingestd_env.root / "second"
     third = ingestd_env.root / "third"
+    second.mkdir()  # watch folders must exist (or say create: true)
+    third.mkdir()
     daemon = ingestd_env.daemon().start()
     config = yaml.safe_load(ingestd_env.config_path.read_text())
     first_watch = config["watch"][0]
