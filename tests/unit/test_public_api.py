@@ -17,7 +17,7 @@ import pytest
 
 import ingestd
 from ingestd import OptionProblems, unknown_keys
-from ingestd.configload import parse_config
+from ingestd.configload import WATCH_KEYS, parse_config
 from ingestd.daemon import validate_watches
 from ingestd.errors import ConfigError
 from ingestd.plugins import load_plugins
@@ -186,9 +186,6 @@ class TestPluginWatchKeys:
         with pytest.raises(ConfigError) as caught:
             validate_watches(config, load_plugins())
         assert caught.value.problems == [
-            "i.yaml:5: watch[0].retention_days: unknown key; known keys: name, path, create, "
-            "patterns, "
-            "ignore, recursive, settle_seconds, polling, poll_interval_seconds, conversation, "
-            "parameters, transcode, endpoint",
+            "i.yaml:5: watch[0].retention_days: unknown key; known keys: " + ", ".join(WATCH_KEYS),
             "i.yaml:6: watch[0].recursiv: unknown key; did you mean 'recursive'?",
         ]
