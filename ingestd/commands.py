@@ -123,6 +123,18 @@ def _open_store(config: Config) -> Any:
     return Store(path)
 
 
+def _transitions(config: Config, store: Any) -> Any:
+    """State changes made by a command go through `ingestd.transitions` like the daemon's:
+    the configured plugins are loaded here and their event hooks run in this process."""
+    from ingestd.plugins import load_plugins
+    from ingestd.transitions import Transitions, recording_of
+
+    configure("warning", "console")  # a raising event hook is shown; state_changed is not
+    plugins = load_plugins(config.plugins, config.disable_plugins)
+    watches = {w.name: w for w in config.watches}
+    return Transitions(store, plugins, lambda row: recording_of(row, watches))
+
+
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -211,6 +223,7 @@ def _recording(store: Any, recording_id: int) -> Any:
 def cmd_retry(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _open_store(config)
+    changes = _transitions(config, store)
     rows = (
         [_recording(store, i) for i in args.ids]
         if args.ids
@@ -232,7 +245,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             reset = {"upload_started_at": None, "conversation_id": None, "job_id": None}
         # Sinks that gave up get a fresh set of attempts; sinks already done are left alone.
         failed_sinks = [d["sink"] for d in store.deliveries(row.id) if d["state"] == "failed"]
-        store.transition(row.id, target, facts={"retry": True}, deliveries=failed_sinks, **reset)
+        changes.change(row, target, facts={"retry": True}, deliveries=failed_sinks, **reset)
         print(f"#{row.id} {row.relpath}: {row.state} -> {target}")
         retried += 1
     print(f"{retried} recording(s) re-queued; a running daemon picks them up within seconds")
@@ -271,7 +284,9 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
             f"fetches and delivers them"
         )
     targets = [args.sink] if args.sink else sinks
-    store.transition(latest.id, State.DELIVERING, deliveries=targets, facts={"redeliver": targets})
+    _transitions(config, store).change(
+        latest, State.DELIVERING, deliveries=targets, facts={"redeliver": targets}
+    )
     sinks_text = ", ".join(targets)
     print(f"conversation {args.conversation_id}: redelivery to {sinks_text} queued (#{latest.id})")
     return ExitCode.OK

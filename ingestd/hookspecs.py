@@ -21,9 +21,12 @@ The protocol for one recording (states in `ingestd.lifecycle`)::
 
 Conventions (as in pytest): "firstresult" hooks stop at the first non-None result, and
 implementations run last-registered first, so a third-party plugin overrides a bundled one,
-whose answers are marked ``trylast``. A hook that raises fails that recording's stage with a
-`PluginError` naming the plugin and hook; the daemon carries on. Hooks run on the event loop
-unless their docstring says otherwise, so they must not block (only `ingestd_probe` may).
+whose answers are marked ``trylast``. Every hook is called through pluggy's hook caller, so
+``wrapper=True`` (and old-style ``hookwrapper=True``) implementations, tryfirst/trylast and
+``add_hookcall_monitoring`` work as pluggy documents. A stage hook that raises fails that
+recording's stage with a `PluginError` naming the plugin and hook; the daemon carries on.
+Hooks run on the event loop unless their docstring says otherwise, so they must not block
+(only `ingestd_probe` may).
 """
 
 from __future__ import annotations
@@ -226,7 +229,8 @@ def ingestd_conversation_key(recording: Recording, history: MappingHistory) -> s
     conversation: the first is POSTed, its conversationId is persisted, the rest are PUT
     into it one at a time, in the watch's order (``conversation.order``: name or mtime).
 
-    :param recording: the recording.
+    :param recording: the recording. Its ``id`` is 0 when the file is first recorded: the
+        row is written together with the key this hook gives, in one commit.
     :param history: read-only view of earlier keys (`ingestd.registry.MappingHistory`), for
         strategies that depend on what came before, such as a time window.
     :return: a key (any string unique to the conversation); a key starting with
@@ -267,26 +271,42 @@ def ingestd_conversation_key_could_match(watch: WatchConfig, relpath: str, key: 
 
 
 # ---------------------------------------------------------------------------------------
-# Events (any state change; implementations must be quick and must not raise)
+# Events (after a state change is committed; quick, and never able to fail a recording)
+#
+# Every state change goes through `ingestd.transitions.Transitions`, whichever part of
+# ingestd makes it: intake, a pipeline stage, recovery after a restart, and the commands
+# `ingestd retry` and `ingestd redeliver`. Hooks run in the process that made the change
+# (a command loads the configured plugins and calls them itself). An implementation that
+# raises is logged (``event_hook_failed``, naming the plugin) and the others still run.
 # ---------------------------------------------------------------------------------------
 
 
 @hookspec
-def ingestd_state_changed(recording: Recording, old: str, new: str, facts: dict[str, Any]) -> None:
-    """Notified after a state change has been committed to the store.
+def ingestd_state_changed(
+    recording: Recording, old: str | None, new: str, facts: dict[str, Any]
+) -> None:
+    """Notified after every state change has been committed to the store.
 
     :param recording: the recording, already in state `new`.
-    :param old: the previous state.
-    :param new: the new state.
+    :param old: the previous state; None when the recording was just stored (``new`` is
+        ``discovered`` or ``duplicate``).
+    :param new: the new state (`ingestd.lifecycle.State` values).
     :param facts: what the transition recorded (error, conversation_id, ...).
     """
 
 
 @hookspec
 def ingestd_recording_done(recording: Recording, result: Result) -> None:
-    """Notified once every sink has delivered a recording's conversation."""
+    """Notified when a recording ends ``done``: every sink delivered its conversation.
+
+    Once per end: a recording redelivered (``ingestd redeliver``) ends done again and is
+    notified again, with the new `result`.
+    """
 
 
 @hookspec
 def ingestd_recording_failed(recording: Recording, error: str) -> None:
-    """Notified when a recording ends ``failed`` or ``rejected``; `error` says why."""
+    """Notified when a recording ends ``failed`` or ``rejected``; `error` says why.
+
+    Once per end: a retried recording (``ingestd retry``) that fails again is notified again.
+    """

@@ -31,12 +31,14 @@ from typing import Any
 import structlog
 
 from ingestd.config import WatchConfig
-from ingestd.conversations import assign_conversation
+from ingestd.conversations import decide_conversation
 from ingestd.errors import IngestdError, Rejected, StoreError
 from ingestd.lifecycle import State
+from ingestd.model import Recording
 from ingestd.plugins import Plugins
 from ingestd.store import RecordingRow, Store
-from ingestd.watch import escape_fs, relpath
+from ingestd.transitions import Transitions
+from ingestd.watch import escape_fs, relpath, unescape_fs
 
 log = structlog.get_logger()
 
@@ -104,14 +106,14 @@ class Intake:
         self,
         store: Store,
         plugins: Plugins,
-        recording_view: Callable[[RecordingRow], object],
+        recording_view: Callable[[RecordingRow], Recording],
         *,
         on_new: Callable[[], None],
         renominate: Callable[[WatchConfig, Path], None],
     ) -> None:
         self.store = store
         self.plugins = plugins
-        self.recording_view = recording_view
+        self.transitions = Transitions(store, plugins, recording_view)
         self.on_new = on_new
         self.renominate = renominate
         self._known: dict[str, dict[str, tuple[int, float]]] = {}
@@ -268,7 +270,7 @@ class Intake:
         )
         original = self.store.original_of(stat.st_size, digest)
         if original is not None:
-            row = self.store.insert(**common, state=State.DUPLICATE, duplicate_of=original.id)
+            row = self.transitions.record(**common, state=State.DUPLICATE, duplicate_of=original.id)
             self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
             log.info(
                 "recording_duplicate",
@@ -277,26 +279,41 @@ class Intake:
                 original=original.relpath,
             )
             return
-        row = self.store.insert(**common)
+        # The key is decided before the row is written, and stored with it in one commit:
+        # a later part's ordering gate never sees this row without its key.
+        unsaved = Recording(
+            id=0,
+            path=watch.path / unescape_fs(rel),
+            relpath=rel,
+            watch=watch,
+            size_bytes=stat.st_size,
+            mtime=stat.st_mtime,
+            sha256=digest,
+            state=str(State.DISCOVERED),
+        )
+        try:
+            key, pinned = decide_conversation(self.store, self.plugins, unsaved)
+        except StoreError:
+            raise  # nothing written: the file is held and recorded once the store works
+        except IngestdError as exc:
+            self._record_refused(common, exc)
+            self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
+            return
+        row = self.transitions.record(**common, conversation_key=key, pinned_conversation=pinned)
         self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
         log.info(
             "recording_discovered", recording_id=row.id, size_bytes=stat.st_size, sha256=digest
         )
-        self._assign_conversation(row)
         self.on_new()
 
-    def _assign_conversation(self, row: RecordingRow) -> None:
-        """Decide the conversation key now, so later parts see earlier ones in order."""
-        try:
-            assign_conversation(self.store, self.plugins, self.recording_view(row))
-        except StoreError:
-            raise  # the row is committed: the ``discovered`` stage assigns the key later
-        except IngestdError as exc:
-            state = State.REJECTED if isinstance(exc, Rejected) else State.FAILED
-            self.store.transition(
-                row.id, state, error=str(exc), failed_from="discovered", facts={"error": str(exc)}
-            )
-            log.error("recording_finished", recording_id=row.id, outcome=str(state), error=str(exc))
+    def _record_refused(self, common: dict[str, Any], exc: IngestdError) -> None:
+        """The mapping hook refused the file (a bad sidecar) or broke: record it as such."""
+        state = State.REJECTED if isinstance(exc, Rejected) else State.FAILED
+        row = self.transitions.record(**common)
+        self.transitions.change(
+            row, state, error=str(exc), failed_from="discovered", facts={"error": str(exc)}
+        )
+        log.error("recording_finished", recording_id=row.id, outcome=str(state), error=str(exc))
 
     def _record_unreadable(self, watch: WatchConfig, rel: str, stat: os.stat_result) -> None:
         """Record the file as rejected; a retry after a failed commit adds no second row."""
@@ -304,7 +321,7 @@ class Intake:
         fingerprint = f"unreadable:{stat.st_ino}:{stat.st_mtime_ns}"
         row = self.store.latest_for_path(watch.name, rel)
         if row is None or row.sha256 != fingerprint:
-            row = self.store.insert(
+            row = self.transitions.record(
                 watch=watch.name,
                 watch_root=str(watch.path),
                 relpath=rel,
@@ -313,8 +330,8 @@ class Intake:
                 sha256=fingerprint,
             )
         if row.state is State.DISCOVERED:
-            self.store.transition(
-                row.id,
+            self.transitions.change(
+                row,
                 State.REJECTED,
                 error=error,
                 failed_from="discovered",

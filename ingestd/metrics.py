@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
+from ingestd import eventmetrics
 from ingestd.errors import IngestdError
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, State
 
@@ -86,6 +87,7 @@ COUNTERS = (
     UPLOAD_BYTES,
     UPLOAD_SECONDS,
     RETRIES,
+    *eventmetrics.COUNTERS,  # counted by the event hooks
 )
 
 _ID_SEGMENT = re.compile(r"^(?=.*\d)[0-9A-Za-z_-]{8,}$")

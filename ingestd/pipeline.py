@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from ingestd.config import Config, WatchConfig
+from ingestd.config import Config
 from ingestd.conversations import assign_conversation
 from ingestd.errors import (
     ConfigError,
@@ -53,6 +53,7 @@ from ingestd.plugins import Plugins
 from ingestd.registry import Backend, Sink
 from ingestd.store import RecordingRow, Store
 from ingestd.transcode import output_path, remove_output, run_plan
+from ingestd.transitions import Transitions, recording_of
 
 log = structlog.get_logger()
 
@@ -111,6 +112,9 @@ class Pipeline:
         self.sinks = dict(sinks)
         self.on_change = on_change
         self.watches = {w.name: w for w in config.watches}
+        self.transitions = Transitions(
+            store, plugins, self.recording, on_change=lambda: self.on_change()
+        )
         # ffmpeg is CPU-bound: at most this many run at once, whatever else is going on
         self._transcodes = asyncio.Semaphore(config.pipeline.transcode_workers)
         # Uploads of this run whose answer was lost: (given up at, may land until); None once
@@ -133,48 +137,11 @@ class Pipeline:
 
     def recording(self, row: RecordingRow) -> Recording:
         """The plugin-facing view of a row (with a stand-in watch if it left the config)."""
-        watch = self.watches.get(row.watch) or WatchConfig(
-            name=row.watch, path=Path(row.watch_root)
-        )
-        return Recording(
-            id=row.id,
-            path=row.path,
-            relpath=row.relpath,
-            watch=watch,
-            size_bytes=row.size_bytes,
-            mtime=row.mtime,
-            sha256=row.sha256,
-            state=str(row.state),
-            conversation_key=row.conversation_key,
-            conversation_id=row.conversation_id,
-            job_id=row.job_id,
-            attempts=row.attempts,
-            error=row.error,
-            media=Media.from_dict(row.media) if row.media else None,
-        )
+        return recording_of(row, self.watches)
 
     def transition(self, row: RecordingRow, new: State, **kwargs: Any) -> RecordingRow:
-        """Commit a state change, then log it and tell the plugins."""
-        facts = kwargs.pop("facts", {})
-        updated = self.store.transition(row.id, new, facts=facts, **kwargs)
-        log.info("state_changed", old=str(row.state), new=str(new), **facts)
-        self._notify(
-            "ingestd_state_changed",
-            recording=self.recording(updated),
-            old=str(row.state),
-            new=str(new),
-            facts=facts,
-        )
-        self.on_change()
-        return updated
-
-    def _notify(self, hook_name: str, **kwargs: Any) -> list[tuple[Any, str]]:
-        """Event hooks must never break the pipeline: failures are logged and dropped."""
-        try:
-            return self.plugins.call_all(hook_name, **kwargs)
-        except Exception as exc:
-            log.warning("event_hook_failed", hook=hook_name, error=str(exc))
-            return []
+        """Commit a state change, then log it and tell the plugins (`Transitions.change`)."""
+        return self.transitions.change(row, new, **kwargs)
 
     # -- the driver ----------------------------------------------------------------------
 
@@ -243,7 +210,7 @@ class Pipeline:
     ) -> None:
         error = redact(error)  # stored, and given to plugins: errors may quote credentials
         current = self.store.get(row.id)
-        updated = self.transition(
+        self.transition(
             current,
             new,
             facts={"error": error},
@@ -259,7 +226,6 @@ class Pipeline:
             attempts=current.attempts,
             seconds=round(time.time() - current.created_at, 3),
         )
-        self._notify("ingestd_recording_failed", recording=self.recording(updated), error=error)
 
     # -- stages --------------------------------------------------------------------------
 
@@ -585,8 +551,8 @@ class Pipeline:
             errors = "; ".join(f"{d['sink']}: {d['error']}" for d in failed)
             self._give_up(row, State.FAILED, f"delivery failed: {errors}")
         else:
-            updated = self.transition(
-                row, State.DONE, facts={"sinks": [d["sink"] for d in deliveries]}
+            self.transition(
+                row, State.DONE, result=result, facts={"sinks": [d["sink"] for d in deliveries]}
             )
             remove_output(self.config.work_dir, row.upload_path)
             log.info(
@@ -595,7 +561,6 @@ class Pipeline:
                 conversation_id=row.conversation_id,
                 seconds=round(time.time() - row.created_at, 3),
             )
-            self._notify("ingestd_recording_done", recording=self.recording(updated), result=result)
 
     async def _deliver_one(
         self, row: RecordingRow, result: Result, delivery: dict[str, Any]

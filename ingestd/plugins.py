@@ -25,6 +25,9 @@ from ingestd.logging import get_logger
 from ingestd.registry import BackendFactory, Registry, SinkFactory
 
 ENTRY_POINT_GROUP = "ingestd"
+CORE_PLUGINS = (("metrics", "ingestd.eventmetrics"),)
+"""Modules of the core that are plugins like any other: (name, module), registered after the
+entry points; ``disable_plugins`` names them as it names any plugin."""
 log = get_logger()
 
 
@@ -33,7 +36,7 @@ class PluginInfo:
     """One row of ``ingestd plugins``."""
 
     name: str
-    source: str  # "entry point" | "local file"
+    source: str  # "entry point" | "local file" | "core"
     distribution: str = ""
     version: str = ""
     module: str = ""
@@ -139,6 +142,15 @@ def load_plugins(
                 error=str(exc),
                 action="continuing without it",
             )
+    for name, module_name in CORE_PLUGINS:
+        row = PluginInfo(name=name, source="core", module=module_name)
+        info.append(row)
+        if name in disabled:
+            row.status = "disabled"
+            continue
+        module = importlib.import_module(module_name)
+        pm.register(module, name=name)
+        row.hooks = _hooks_of(pm, module)
     for item in local:
         row = PluginInfo(
             name=Path(item).stem if item.endswith(".py") else item, source="local file"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.errors import StoreError
-from ingestd.lifecycle import PIPELINE, State, check_transition
+from ingestd.lifecycle import PIPELINE, State, TransitionError, check_transition
 from ingestd.logging import redact
 from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
@@ -175,14 +175,21 @@ class Store(OperatorTables):
         state: State = State.DISCOVERED,
         duplicate_of: int | None = None,
         sort_key: str = "",
+        conversation_key: str | None = None,
+        pinned_conversation: str | None = None,
     ) -> RecordingRow:
-        """Record a settled file; committed before anything is done with it."""
+        """Record a settled file; committed before anything is done with it.
+
+        The recording, its conversation key and the key's pinned conversation (a
+        ``conversation:<id>`` key) are one commit, so the ordering gate
+        (`earlier_part_pending`) never sees the row without its key.
+        """
         now = time.time()
         with self._tx():
             cursor = self._conn.execute(
                 "INSERT INTO recordings (watch, watch_root, relpath, size_bytes, mtime, sha256,"
-                " state, duplicate_of, sort_key, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " state, duplicate_of, sort_key, conversation_key, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     watch,
                     watch_root,
@@ -193,11 +200,18 @@ class Store(OperatorTables):
                     str(state),
                     duplicate_of,
                     sort_key,
+                    conversation_key,
                     now,
                     now,
                 ),
             )
             recording_id = cursor.lastrowid
+            if conversation_key is not None and pinned_conversation is not None:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO conversations (key, conversation_id, name, created_at)"
+                    " VALUES (?, ?, NULL, ?)",
+                    (conversation_key, pinned_conversation, now),
+                )
             self._conn.execute(
                 "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, NULL, ?, ?)",
                 (recording_id, now, str(state), json.dumps({"duplicate_of": duplicate_of})),
@@ -237,11 +251,16 @@ class Store(OperatorTables):
         mapping: tuple[str, str, str | None] | None = None,
         unmap: tuple[str, str] | None = None,
         deliveries: Iterable[str] = (),
+        expected: State | None = None,
         **columns: Any,
     ) -> RecordingRow:
         """Move a recording to `new`, checked against the lifecycle table, in one commit.
 
+        A change the table does not allow, or a recording no longer in `expected` (moved by
+        another process meanwhile), raises `TransitionError` and writes nothing.
+
         Args:
+            expected: the state the caller saw; None to skip that check.
             facts: recorded in the event history (and logged by the caller).
             mapping: (key, conversation_id, name) to persist in the same commit.
             unmap: (key, conversation_id) to forget in the same commit, if still so mapped.
@@ -259,6 +278,10 @@ class Store(OperatorTables):
                     "SELECT state FROM recordings WHERE id = ?", (recording_id,)
                 ).fetchone()[0]
             )
+            if expected is not None and old is not expected:
+                raise TransitionError(
+                    f"recording {recording_id} is {old}, not {expected}: changed meanwhile"
+                )
             check_transition(old, new)
             columns.setdefault("attempts", 0)
             columns.setdefault("next_attempt_at", 0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
-from ingestd.testing import drop
+from ingestd.testing import drop, run_cli, wait_for
 
 WRAPPER = """\
 from ingestd import hookimpl
@@ -32,4 +34,121 @@ def test_a_standard_pluggy_wrapper_lets_recordings_through(
     assert routes == ["audio", "video"]
     chosen = [e for e in daemon.events() if e.get("new") == "queued"]
     assert {e["chosen_by"] for e in chosen} == {"routing"}  # the wrapper passed it through
+    assert daemon.stop() == 0
+
+
+LISTENER = """\
+import json, os
+from ingestd import hookimpl
+
+def _write(**event):
+    with open({log!r}, "a") as f:
+        f.write(json.dumps({{"pid": os.getpid(), **event}}) + "\\n")
+
+@hookimpl
+def ingestd_state_changed(recording, old, new, facts):
+    _write(hook="state_changed", path=recording.relpath, old=old, new=new)
+
+@hookimpl
+def ingestd_recording_done(recording, result):
+    _write(hook="done", path=recording.relpath, conversation=result.recording.conversation_id)
+
+@hookimpl
+def ingestd_recording_failed(recording, error):
+    _write(hook="failed", path=recording.relpath, error=error)
+"""
+
+LOUD = """\
+from ingestd import hookimpl
+
+@hookimpl
+def ingestd_state_changed(recording, old, new, facts):
+    raise RuntimeError("loud state_changed")
+
+@hookimpl
+def ingestd_recording_done(recording, result):
+    raise RuntimeError("loud done")
+
+@hookimpl
+def ingestd_recording_failed(recording, error):
+    raise RuntimeError("loud failed")
+"""
+
+PIPELINE_TO_DONE = [
+    (None, "discovered"),
+    ("discovered", "probed"),
+    ("probed", "transcoded"),
+    ("transcoded", "queued"),
+    ("queued", "submitting"),
+    ("submitting", "submitted"),
+    ("submitted", "fetching"),
+    ("fetching", "delivering"),
+    ("delivering", "done"),
+]
+
+
+def heard(log: Path, path: str, hook: str | None = None) -> list[dict]:
+    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [e for e in events if e["path"] == path and (hook is None or e["hook"] == hook)]
+
+
+def changes(log: Path, path: str) -> list[tuple[str | None, str]]:
+    return [(e["old"], e["new"]) for e in heard(log, path, "state_changed")]
+
+
+def test_event_hooks_hear_every_source_of_change_once_per_end(
+    ingestd_env, sandbox, make_media, tmp_path: Path
+) -> None:
+    """Issue 11: intake (discovered, duplicate), every pipeline stage, `ingestd retry` and
+    `ingestd redeliver` reach ``ingestd_state_changed``; each end fires done/failed once, and
+    again when a retried or redelivered recording ends again. A plugin raising in every
+    event hook is logged by name and fails nothing, in the daemon and in the commands."""
+    log = tmp_path / "heard.jsonl"
+    listener, loud = tmp_path / "listener.py", tmp_path / "loud.py"
+    listener.write_text(LISTENER.format(log=str(log)))
+    loud.write_text(LOUD)
+    daemon = ingestd_env.daemon(plugins=[str(listener), str(loud)]).start()
+    daemon.wait_ready()
+    audio = make_media("a.wav")
+    copy = audio.with_name("copy.wav")
+    shutil.copyfile(audio, copy)
+    drop(audio, ingestd_env.inbox)
+    ingestd_env.wait_states({"a.wav": "done"})
+    drop(copy, ingestd_env.inbox)
+    (ingestd_env.inbox / "empty.wav").write_bytes(b"")
+    ingestd_env.wait_states({"copy.wav": "duplicate", "empty.wav": "rejected"})
+
+    assert changes(log, "a.wav") == PIPELINE_TO_DONE
+    assert len(heard(log, "a.wav", "done")) == 1
+    assert changes(log, "copy.wav") == [(None, "duplicate")]
+    assert changes(log, "empty.wav") == [(None, "discovered"), ("discovered", "rejected")]
+    assert len(heard(log, "empty.wav", "failed")) == 1
+    assert {e["pid"] for e in heard(log, "a.wav")} == {daemon.process.pid}
+
+    rows = {r["relpath"]: r for r in ingestd_env.rows()}
+    retried = run_cli(ingestd_env, "retry", str(rows["empty.wav"]["id"]))
+    assert retried.returncode == 0, retried.stderr
+    wait_for(lambda: len(heard(log, "empty.wav", "failed")) == 2, 30, "the second rejection")
+    by_command = [e for e in heard(log, "empty.wav") if e["pid"] != daemon.process.pid]
+    assert [(e["old"], e["new"]) for e in by_command] == [("rejected", "discovered")]
+    assert changes(log, "empty.wav")[-1] == ("discovered", "rejected")
+
+    redelivered = run_cli(ingestd_env, "redeliver", rows["a.wav"]["conversation_id"])
+    assert redelivered.returncode == 0, redelivered.stderr
+    wait_for(lambda: len(heard(log, "a.wav", "done")) == 2, 30, "the redelivered recording")
+    assert changes(log, "a.wav")[len(PIPELINE_TO_DONE) :] == [
+        ("done", "delivering"),
+        ("delivering", "done"),
+    ]
+    by_command = [e for e in heard(log, "a.wav") if e["pid"] != daemon.process.pid]
+    assert [(e["old"], e["new"]) for e in by_command] == [("done", "delivering")]
+
+    failures = [e for e in daemon.events() if e.get("event") == "event_hook_failed"]
+    assert {(e["plugin"], e["hook"]) for e in failures} == {
+        ("loud", "ingestd_state_changed"),
+        ("loud", "ingestd_recording_done"),
+        ("loud", "ingestd_recording_failed"),
+    }
+    for result in (retried, redelivered):  # the commands say so too, and still succeed
+        assert "event_hook_failed" in result.stdout and "loud" in result.stdout
     assert daemon.stop() == 0

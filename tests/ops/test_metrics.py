@@ -353,6 +353,16 @@ class TestAfterARealRun:
             return samples if value(samples, "ingestd_uploads_total") == 1 else None
 
         samples = wait_for(counted, 10, "ingestd_uploads_total 1")
+
+        # counted by the core's event plugin (ingestd.eventmetrics), right after each commit
+        def finished() -> Samples | None:
+            samples = scrape(url)
+            done = value(samples, "ingestd_recordings_finished_total", outcome="done")
+            return samples if done == 1 else None
+
+        samples = wait_for(finished, 10, "ingestd_recordings_finished_total{outcome=done} 1")
+        assert value(samples, "ingestd_state_changes_total", old="none", new="discovered") == 1
+        assert value(samples, "ingestd_state_changes_total", old="delivering", new="done") == 1
         assert value(samples, "ingestd_upload_bytes_total") == size
         assert value(samples, "ingestd_upload_seconds_count") == 1
         ok = sum(

@@ -22,6 +22,7 @@ from ingestd.errors import Permanent, Retryable
 from ingestd.lifecycle import State
 from ingestd.model import Endpoint, EndpointKind, Insights, Params, Submission
 from ingestd.pipeline import Pipeline, look_again_in
+from ingestd.plugins import load_plugins
 from ingestd.sandbox import Sandbox
 from ingestd.store import RecordingRow, Store
 from ingestd_symbl.client import (
@@ -193,11 +194,6 @@ class FakeBackend(TaggedUploads):
         return Submission(self.add(params["name"], upload_tag(params)), "job-1")
 
 
-class Plugins:
-    def call_all(self, *args: Any, **kwargs: Any) -> list[Any]:
-        return []
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Any:
     """``(make_pipeline, backend, store, row)``: a recording in ``submitting``."""
@@ -216,7 +212,8 @@ def world(tmp_path: Path) -> Any:
     store.update(row.id, name="call", params={"name": "call"}, endpoint=URL.to_dict())
 
     def make_pipeline() -> Pipeline:
-        return Pipeline(config, store, Plugins(), backend, {})  # type: ignore[arg-type]
+        plugins = load_plugins(entry_points_enabled=False)
+        return Pipeline(config, store, plugins, backend, {})  # type: ignore[arg-type]
 
     yield make_pipeline, backend, store, store.get(row.id)
     store.close()

@@ -18,13 +18,6 @@ from ingestd.plugins import load_plugins
 from ingestd.store import RecordingRow, Store
 
 
-class NoPlugins:
-    """No conversation-key answer: every recording starts a conversation of its own."""
-
-    def call_first(self, hook_name: str, **kwargs: Any) -> tuple[None, None]:
-        return None, None
-
-
 @pytest.fixture
 def setup(tmp_path: Path):
     store = Store(tmp_path / "state.db")
@@ -34,7 +27,7 @@ def setup(tmp_path: Path):
     wakeups: list[None] = []
     intake = Intake(
         store,
-        NoPlugins(),  # type: ignore[arg-type]
+        load_plugins(entry_points_enabled=False),  # none: no conversation keys
         lambda row: row,
         on_new=lambda: wakeups.append(None),
         renominate=lambda w, p: None,

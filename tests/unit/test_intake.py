@@ -15,15 +15,9 @@ from ingestd.config import WatchConfig
 from ingestd.errors import StoreError
 from ingestd.intake import Intake
 from ingestd.lifecycle import State
+from ingestd.plugins import load_plugins
 from ingestd.store import Store
 from ingestd.store.sqlite import store_error
-
-
-class NoPlugins:
-    """No conversation-key answer: every recording starts a conversation of its own."""
-
-    def call_first(self, hook_name: str, **kwargs: Any) -> tuple[None, None]:
-        return None, None
 
 
 class FullDisk:
@@ -53,7 +47,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     renominated: list[Path] = []
     intake = Intake(
         store,
-        NoPlugins(),  # type: ignore[arg-type]
+        load_plugins(entry_points_enabled=False),  # none: no conversation keys
         lambda row: row,
         on_new=lambda: None,
         renominate=lambda w, p: renominated.append(p),

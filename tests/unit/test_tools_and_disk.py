@@ -9,7 +9,6 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from ingestd.errors import DiskFull, Retryable
 from ingestd.lifecycle import State
 from ingestd.model import TranscodePlan
 from ingestd.pipeline import DISK_FULL_RECHECK_SECONDS, Pipeline, _write_json_atomically
+from ingestd.plugins import load_plugins
 from ingestd.store import Store
 from ingestd.transcode import run_plan
 from ingestd_ffmpeg.runner import run_ffprobe
@@ -88,11 +88,6 @@ class TestWorkDirectoryFull:
         assert list(target.parent.iterdir()) == []
 
 
-class NoPlugins:
-    def call_all(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        return []
-
-
 class TestRetryPolicy:
     def pipeline(self, tmp_path: Path) -> tuple[Pipeline, Store, int]:
         store = Store(tmp_path / "state.db")
@@ -109,7 +104,8 @@ class TestRetryPolicy:
             sinks=(),
             pipeline=PipelineConfig(max_attempts=2, retry_max_seconds=600.0),
         )
-        pipeline = Pipeline(config, store, NoPlugins(), backend=None, sinks={})  # type: ignore[arg-type]
+        plugins = load_plugins(entry_points_enabled=False)
+        pipeline = Pipeline(config, store, plugins, backend=None, sinks={})  # type: ignore[arg-type]
         return pipeline, store, row.id
 
     def test_disk_full_waits_without_using_up_attempts(self, tmp_path: Path) -> None:
