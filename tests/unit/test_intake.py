@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from ingestd import hookimpl
 from ingestd import intake as intake_module
 from ingestd.config import WatchConfig
 from ingestd.errors import StoreError
@@ -132,3 +133,67 @@ class TestStoreFailures:
         intake._record_unreadable(watch, "locked.wav", stat)
         rows = [r for r in store.all() if r.relpath == "locked.wav"]
         assert [r.state for r in rows] == [State.REJECTED]
+
+
+class KeyByFolder:
+    """A mapping plugin: every file of a folder is one conversation. Notes what the store
+    held when it was asked, to show that the row is not written before its key."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.rows_when_asked: list[int] = []
+
+    @hookimpl
+    def ingestd_conversation_key(self, recording: Any, history: Any) -> str:
+        self.rows_when_asked.append(len(self.store.all()))
+        return f"folder:{Path(recording.relpath).parent}"
+
+
+class TestRecordedWithItsKey:
+    """Issue 17.3: the recording and its conversation key are one commit."""
+
+    def keyed(self, tmp_path: Path, store: Store) -> tuple[Intake, WatchConfig, KeyByFolder]:
+        inbox = tmp_path / "inbox"
+        (inbox / "call").mkdir(parents=True)
+        plugins = load_plugins(entry_points_enabled=False)
+        mapping = KeyByFolder(store)
+        plugins.manager.register(mapping, name="mapping")
+        intake = Intake(
+            store, plugins, lambda row: row, on_new=lambda: None, renominate=lambda w, p: None
+        )
+        return intake, WatchConfig(name="inbox", path=inbox), mapping
+
+    def test_a_row_is_never_stored_without_its_key(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A store that fails after the insert (a full disk) cannot leave a keyless row: no
+        write follows the insert, and the hook is asked before anything is written."""
+        store = Store(tmp_path / "state.db")
+        intake, watch, mapping = self.keyed(tmp_path, store)
+
+        def no_more_writes(*_: Any, **__: Any) -> None:
+            raise StoreError("disk full", transient=True)
+
+        monkeypatch.setattr(store, "update", no_more_writes)
+        monkeypatch.setattr(store, "transition", no_more_writes)
+        path = drop(watch, "call/part1.wav", b"a" * 100)
+        asyncio.run(intake.settled(watch, path))
+        assert [(r.relpath, r.conversation_key) for r in store.all()] == [
+            ("call/part1.wav", "folder:call")
+        ]
+        assert mapping.rows_when_asked == [0]
+
+    def test_the_ordering_gate_sees_the_earlier_part_once_recorded(self, tmp_path: Path) -> None:
+        """A later part already queued waits for an earlier part from the moment its row
+        exists."""
+        store = Store(tmp_path / "state.db")
+        intake, watch, _ = self.keyed(tmp_path, store)
+        later = drop(watch, "call/part2.wav", b"b" * 100)
+        asyncio.run(intake.settled(watch, later))
+        (row,) = store.all()
+        for state in (State.PROBED, State.TRANSCODED, State.QUEUED):
+            row = store.transition(row.id, state)
+        assert not store.earlier_part_pending(row)
+        earlier = drop(watch, "call/part1.wav", b"a" * 100)
+        asyncio.run(intake.settled(watch, earlier))
+        assert store.earlier_part_pending(store.get(row.id))
