@@ -17,7 +17,7 @@ from ingestd.plugins import Plugins, load_plugins
 
 def with_plugins(*plugins: tuple[str, object]) -> Plugins:
     """Only the given plugins (no entry points), registered in order, like tests in pluggy."""
-    loaded = load_plugins(entry_points_enabled=False)
+    loaded = load_plugins(disabled=("metrics",), entry_points_enabled=False)
     for name, plugin in plugins:
         loaded.manager.register(plugin, name=name)
     return loaded
