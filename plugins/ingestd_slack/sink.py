@@ -17,9 +17,11 @@ each `deliver` is exactly one HTTP request. What Slack answers decides the error
 Delivery is **at least once**: a redelivery after an append or an ``ingestd redeliver``
 updates the earlier message in place (bot mode, ``chat.update``, from the receipt the core
 keeps); a webhook cannot edit, and a crash between posting and recording the receipt posts
-a second message. Credentials never leave this module: error texts are built from status
-codes and Slack's short error codes, scrubbed of the webhook URL and the token, and raised without
-the slack_sdk exception chained (its request arguments carry the Authorization header).
+a second message. A post whose answer was lost is logged (``slack_post_outcome_unknown``);
+in bot mode the retry first looks for it in the channel's history (see `lookup`).
+Credentials never leave this module: error texts are built from status codes and Slack's
+short error codes, scrubbed of the webhook URL and the token, and raised without the
+slack_sdk exception chained (its request arguments carry the Authorization header).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +39,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from ingestd import DeliveryReceipt, Permanent, RecordingError, Result, Retryable, SinkContext
+from ingestd_slack import lookup
 from ingestd_slack.blocks import Message, render_message
 from ingestd_slack.options import SlackOptions
 
@@ -87,6 +91,7 @@ DOCS = {
     "webhook": "https://api.slack.com/messaging/webhooks#handling_errors",
     "chat.postMessage": "https://api.slack.com/methods/chat.postMessage#errors",
     "chat.update": "https://api.slack.com/methods/chat.update#errors",
+    "conversations.history": "https://api.slack.com/methods/conversations.history#errors",
 }
 
 # chat.update answers these when the earlier message cannot be edited any more: post anew.
@@ -129,13 +134,18 @@ class SlackSink:
         # slack_sdk reads HTTPS_PROXY itself but ignores NO_PROXY; with no explicit proxy,
         # urllib's default opener applies both.
         client.proxy = None
+        # conversation id -> when a post of it went out whose answer was lost
+        self._doubts: dict[str, float] = {}
+        self._channel_id = lookup.channel_id(options.channel)  # a #name: from Slack's answer
 
     async def deliver(self, result: Result) -> DeliveryReceipt:
         """Post the conversation's message; one HTTP request, no retries of our own."""
         message = render_message(
             result, sections=self.options.sections, max_items=self.options.max_items
         )
-        detail = await asyncio.to_thread(self.post, message, result.previous.get(self.name))
+        detail = await asyncio.to_thread(
+            self.post, message, result.previous.get(self.name), result.insights.conversation_id
+        )
         log.debug(
             "slack_posted", sink=self.name, mode=self.options.mode, blocks=len(message.blocks)
         )
@@ -144,21 +154,29 @@ class SlackSink:
     async def aclose(self) -> None:
         """Nothing is held open: slack_sdk opens a connection per request."""
 
-    def post(self, message: Message, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def post(
+        self,
+        message: Message,
+        previous: Mapping[str, Any] | None = None,
+        conversation_id: str = "",
+    ) -> dict[str, Any]:
         """The blocking part of `deliver`; returns the receipt detail.
 
         In bot mode a conversation posted before (`previous` has its channel and ts) is
-        updated in place, so an append or a redelivery keeps one message per conversation;
-        webhooks cannot edit, so they post again.
+        updated in place, so an append or a redelivery keeps one message per conversation,
+        and so is a message found after a post whose answer was lost; webhooks cannot
+        edit, so they post again.
         """
         try:
             if self._webhook is not None:
                 return self._post_webhook(message)
-            if previous and previous.get("ts") and previous.get("channel"):
+            if not (previous and previous.get("ts") and previous.get("channel")):
+                previous = self._posted_before(conversation_id)
+            if previous:
                 updated = self._update_bot(message, previous["channel"], previous["ts"])
                 if updated is not None:
                     return updated
-            return self._post_bot(message)
+            return self._post_bot(message, conversation_id)
         except RecordingError:
             raise
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timeout, DNS
@@ -172,18 +190,80 @@ class SlackSink:
         # __context__, since it holds the request (the URL, the Authorization header).
         raise error
 
+    def _outcome_unknown(self, conversation_id: str, started: float) -> None:
+        """The post may have been made: remember it, and say what the retry will do."""
+        can_look = self._web is not None and self._channel_id is not None
+        if can_look:
+            self._doubts.setdefault(conversation_id, started)
+            action = "looking in the channel's history for the message before posting again"
+        elif self._web is not None:
+            action = (
+                "the retry may post the message twice: give the channel's ID (not its "
+                "name) and the channels:history scope to let the sink look for it first"
+            )
+        else:
+            action = "the retry may post the message twice: a webhook cannot read the channel"
+        log.warning(
+            "slack_post_outcome_unknown",
+            sink=self.name,
+            mode=self.options.mode,
+            conversation_id=conversation_id,
+            can_look=can_look,
+            action=action,
+        )
+
+    def _posted_before(self, conversation_id: str) -> dict[str, str] | None:
+        """After a lost answer: our message for the conversation, if the post was made.
+
+        A history Slack will not show (no channels:history scope, the bot not in the
+        channel) is logged and the message posted again; trouble reaching Slack is
+        Retryable, as posting then could make a second message.
+        """
+        since = self._doubts.get(conversation_id)
+        if since is None or self._web is None or self._channel_id is None:
+            return None
+        try:
+            ts = lookup.find_posted(self._web, self._channel_id, self.name, conversation_id, since)
+        except SlackApiError as exc:
+            data = exc.response.data if isinstance(exc.response.data, dict) else {}
+            code = _first_line(str(data.get("error") or "")) or "no error code"
+            error = self._error(
+                "conversations.history", exc.response.status_code, code, exc.response.headers
+            )
+        else:
+            del self._doubts[conversation_id]
+            log.info("slack_post_found" if ts else "slack_post_not_found", sink=self.name, ts=ts)
+            return {"channel": self._channel_id, "ts": ts} if ts else None
+        if isinstance(error, Retryable):
+            raise error  # outside the handler, so the SlackApiError is not kept as its context
+        del self._doubts[conversation_id]
+        log.warning(
+            "slack_lookup_failed",
+            sink=self.name,
+            error=str(error),
+            action="posting again; the message may show twice",
+        )
+        return None
+
     def _post_webhook(self, message: Message) -> dict[str, Any]:
         assert self._webhook is not None
-        response = self._webhook.send(
-            text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
-        )
+        started = time.time()
+        try:
+            response = self._webhook.send(
+                text=message.text, blocks=message.blocks, unfurl_links=False, unfurl_media=False
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            if lookup.may_have_arrived(exc):
+                self._outcome_unknown("", started)
+            raise
         if response.status_code == 200:
             return {"status": 200}
         code = _first_line(response.body) or "no error code"
         raise self._error("webhook", response.status_code, code, response.headers)
 
-    def _post_bot(self, message: Message) -> dict[str, Any]:
+    def _post_bot(self, message: Message, conversation_id: str) -> dict[str, Any]:
         assert self._web is not None and self.options.channel is not None
+        started = time.time()
         try:
             response = self._web.chat_postMessage(
                 channel=self.options.channel,
@@ -191,7 +271,12 @@ class SlackSink:
                 blocks=message.blocks,
                 unfurl_links=False,
                 unfurl_media=False,
+                metadata=lookup.metadata(self.name, conversation_id),
             )
+        except (OSError, http.client.HTTPException) as exc:
+            if lookup.may_have_arrived(exc):
+                self._outcome_unknown(conversation_id, started)
+            raise
         except SlackApiError as exc:
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             code = _first_line(str(data.get("error") or "")) or "no error code"
@@ -199,6 +284,8 @@ class SlackSink:
                 "chat.postMessage", exc.response.status_code, code, exc.response.headers
             )
         else:
+            self._doubts.pop(conversation_id, None)
+            self._channel_id = self._channel_id or response.get("channel")
             return {"channel": response.get("channel"), "ts": response.get("ts")}
         raise error  # outside the handler, so the SlackApiError is not kept as its context
 

@@ -180,3 +180,24 @@ def test_slack_down_for_a_while(ingestd_env, sandbox, slack, make_media) -> None
     assert outbox(ingestd_env)["db"] == db_delivery
     assert len(written["conversations"]) == 1
     assert daemon.stop() == 0
+
+
+def test_a_post_whose_answer_was_lost_is_not_posted_twice(
+    ingestd_env, sandbox, slack, make_media
+) -> None:
+    """Slack posts the message but the answer never arrives: the daemon logs the doubt,
+    and its retry finds the message by its metadata in the channel's history, so the
+    channel shows one message, and the receipt names it."""
+    slack.lose_answer()
+    daemon = ingestd_env.daemon(sinks=[bot(slack, "bot")]).start()
+    daemon.wait_ready()
+    drop(make_media("call.wav"), ingestd_env.inbox)
+    ingestd_env.wait_states({"call.wav": "done"})
+    wait_for(lambda: outbox(ingestd_env)["bot"]["state"] == "done", 30, "bot delivered")
+    assert daemon.has_event("slack_post_outcome_unknown", sink="bot", can_look=True)
+    [stored] = slack.messages
+    assert len(slack.calls("chat.postMessage")) == 1
+    assert len(slack.calls("conversations.history")) == 1
+    receipt = json.loads(outbox(ingestd_env)["bot"]["detail"])
+    assert receipt["ts"] == stored["message"]["ts"]
+    assert daemon.stop() == 0

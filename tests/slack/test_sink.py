@@ -113,8 +113,9 @@ class TestBot:
         """chat.postMessage with a Bearer token, the channel, blocks and text; the receipt
         holds Slack's channel ID and message ts."""
         receipt = deliver(bot_sink(slack))
+        [stored] = slack.messages
         assert receipt == DeliveryReceipt(
-            sink="bot", detail={"channel": "C0123456789", "ts": "1709632800.000001"}
+            sink="bot", detail={"channel": "C0123456789", "ts": stored["message"]["ts"]}
         )
         [request] = slack.requests
         expected = render_message(result())
@@ -128,6 +129,13 @@ class TestBot:
             "blocks": expected.blocks,
             "unfurl_links": False,
             "unfurl_media": False,
+            "metadata": {
+                "event_type": "ingestd_delivery",
+                "event_payload": {
+                    "sink": "bot",
+                    "conversation_id": result().insights.conversation_id,
+                },
+            },
         }
 
     def test_redelivery_updates_the_earlier_message(self, slack: FakeSlack) -> None:
