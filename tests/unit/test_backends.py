@@ -22,12 +22,12 @@ from ingestd_symbl.client import SymblClient
 from ingestd_symbl.sandbox_backend import SandboxClient
 from tests.symbl.conftest import make_client
 
-ECHO_PLUGIN = """\
+MIRROR_PLUGIN = """\
 from ingestd import hookimpl
 
 
-class Echo:
-    name = "echo"
+class Mirror:
+    name = "mirror"
 
     def __init__(self, options):
         self.options = dict(options)
@@ -38,14 +38,14 @@ class Echo:
 
 @hookimpl
 def ingestd_register_backends(register):
-    register("echo", lambda options, state_dir: Echo(options))
+    register("mirror", lambda options, state_dir: Mirror(options))
 """
 
 
 @pytest.fixture
-def echo_plugins(tmp_path: Path) -> Any:
-    plugin = tmp_path / "echo_backend.py"
-    plugin.write_text(ECHO_PLUGIN)
+def mirror_plugins(tmp_path: Path) -> Any:
+    plugin = tmp_path / "mirror_backend.py"
+    plugin.write_text(MIRROR_PLUGIN)
     return load_plugins((str(plugin),))
 
 
@@ -61,41 +61,43 @@ class TestSelection:
         assert loaded.backend_options == {"base_url": "sandbox", "max_concurrent_jobs": 3}
 
     def test_a_plugins_backend_reads_its_own_section(
-        self, tmp_path: Path, echo_plugins: Any
+        self, tmp_path: Path, mirror_plugins: Any
     ) -> None:
-        """``backend: echo`` builds the plugin's backend from ``echo:``; the ``symbl:``
+        """``backend: mirror`` builds the plugin's backend from ``mirror:``; the ``symbl:``
         section of a registered backend that is not chosen is allowed and not used."""
         loaded = config(
             tmp_path,
-            "backend: echo\necho: {greeting: hi}\nsymbl: {base_url: https://api.symbl.ai}\n",
+            "backend: mirror\nmirror: {greeting: hi}\nsymbl: {base_url: https://api.symbl.ai}\n",
         )
-        backend = build_backend(loaded, echo_plugins)
-        assert (backend.name, backend.options) == ("echo", {"greeting": "hi"})
+        backend = build_backend(loaded, mirror_plugins)
+        assert (backend.name, backend.options) == ("mirror", {"greeting": "hi"})
 
     def test_a_chosen_backend_without_a_section_gets_no_options(
-        self, tmp_path: Path, echo_plugins: Any
+        self, tmp_path: Path, mirror_plugins: Any
     ) -> None:
         """A backend that needs no options needs no section."""
-        backend = build_backend(config(tmp_path, "backend: echo\n"), echo_plugins)
+        backend = build_backend(config(tmp_path, "backend: mirror\n"), mirror_plugins)
         assert backend.options == {}
 
     def test_an_unknown_backend_gets_a_did_you_mean(
-        self, tmp_path: Path, echo_plugins: Any
+        self, tmp_path: Path, mirror_plugins: Any
     ) -> None:
         """A misspelt backend name is named with its line and the registered one meant."""
         with pytest.raises(ConfigError) as caught:
-            build_backend(config(tmp_path, "backend: ecoh\n"), echo_plugins)
+            build_backend(config(tmp_path, "backend: mirrr\n"), mirror_plugins)
         assert caught.value.problems == [
-            "i.yaml:1: backend: unknown backend 'ecoh'; did you mean 'echo'?"
+            "i.yaml:1: backend: unknown backend 'mirrr'; did you mean 'mirror'?"
         ]
 
-    def test_an_unknown_section_is_still_an_error(self, tmp_path: Path, echo_plugins: Any) -> None:
+    def test_an_unknown_section_is_still_an_error(
+        self, tmp_path: Path, mirror_plugins: Any
+    ) -> None:
         """A top-level section nobody registered is an unknown key, with a did-you-mean
         among the core's keys and the registered backends."""
-        loaded = config(tmp_path, "backend: echo\nechoo: {greeting: hi}\n")
+        loaded = config(tmp_path, "backend: mirror\nmirrorr: {greeting: hi}\n")
         with pytest.raises(ConfigError) as caught:
-            build_backend(loaded, echo_plugins)
-        assert caught.value.problems == ["i.yaml:2: echoo: unknown key; did you mean 'echo'?"]
+            build_backend(loaded, mirror_plugins)
+        assert caught.value.problems == ["i.yaml:2: mirrorr: unknown key; did you mean 'mirror'?"]
 
     def test_a_scalar_top_level_key_is_unknown_at_once(self, tmp_path: Path) -> None:
         """What is not a mapping cannot be a backend section: reported when the file is read."""
