@@ -21,7 +21,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ingestd import aftermath, deletions, explain, installunit, show
+from ingestd import aftermath, deletions, explain, installunit, oneshot, show
 from ingestd.config import Config
 from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
@@ -379,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_parser(sub, with_config)
     explain.add_parser(sub, with_config)
     deletions.add_parsers(sub, with_config)
+    oneshot.add_parser(sub)
     p = sub.add_parser("plugins", help="list plugins and the hooks each implements")
     with_config(p, required=False)
     p.add_argument("--json", action="store_true")
