@@ -3,7 +3,8 @@
 This module is the plugin author's manual; it holds no logic. Hooks **decide** and the core
 **acts**: every stage hook returns a value or a plan, and `ingestd.pipeline` performs and
 records the effect, so each state change is durable before the next side effect and
-``ingestd explain FILE`` can show which plugin answered each stage without doing anything.
+``ingestd explain --config FILE PATH`` shows which plugin answered each stage without
+doing anything.
 
 The protocol for one recording (states in `ingestd.lifecycle`)::
 

@@ -218,11 +218,17 @@ class TestTheDaemonWithIt:
         assert seen == [("call.wav", "audio"), ("memo.flac", "audio")]
 
     def test_hook_state_changed(self, run: Run) -> None:
-        """Its state hook heard the recordings' changes, up to done and rejected."""
-        changes = {(e["relpath"], e["new"]) for e in run.of("echo_state_changed")}
+        """Its state hook heard every change of every recording, from discovered (old
+        None) to done or rejected, each change once and in order."""
+        changes: dict[str, list[tuple[Any, str]]] = {}
+        for e in run.of("echo_state_changed"):
+            changes.setdefault(e["relpath"], []).append((e["old"], e["new"]))
         for name in ("call.wav", "memo.flac"):
-            assert {(name, "probed"), (name, "submitted"), (name, "done")} <= changes
-        assert ("empty.wav", "rejected") in changes
+            path = [new for _, new in changes[name]]
+            assert path[0] == "discovered" and changes[name][0][0] is None
+            assert path[-1] == "done" and len(path) == len(set(path))
+            assert {"probed", "transcoded", "queued", "submitted", "delivering"} <= set(path)
+        assert changes["empty.wav"] == [(None, "discovered"), ("discovered", "rejected")]
 
     def test_hook_recording_done(self, run: Run) -> None:
         """Once per recording that was delivered."""
