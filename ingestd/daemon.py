@@ -42,7 +42,7 @@ from ingestd.registry import Sink, SinkContext
 from ingestd.settle import Settler
 from ingestd.store import RecordingRow, Store
 from ingestd.transcode import clean_work_files
-from ingestd.watch import Watcher, scan
+from ingestd.watch import IgnoredFiles, Watcher, scan
 
 log = structlog.get_logger()
 
@@ -153,6 +153,7 @@ class Daemon:
         self._signals = 0
         self._store_failure: IngestdError | None = None  # stopped because the store failed
         self.watchers: list[Watcher] = []
+        self.ignored = IgnoredFiles()  # says once per file why it is left out
         self.metrics: MetricsServer | None = None
         self.dashboard: Any = None  # ingestd.dashboard.DashboardServer, when configured
         # /health: stale when the event loop misses three heartbeats in a row
@@ -228,7 +229,9 @@ class Daemon:
             self.dashboard = start_dashboard(self, loop)
         self.folders = FolderGuard(self._folder_gone, self._folder_back)
         for watch in self.config.watches:
-            watcher = Watcher(watch, self.settler.nominate, self._rescan_soon)
+            watcher = Watcher(
+                watch, self.settler.nominate, self._rescan_soon, on_ignored=self.ignored.note
+            )
             watcher.start(loop)
             self.watchers.append(watcher)
             self.folders.track(watch)
@@ -327,7 +330,9 @@ class Daemon:
             self.pipeline.sinks = sinks
             self.sinks = sinks
         for name in started:
-            watcher = Watcher(after[name], self.settler.nominate, self._rescan_soon)
+            watcher = Watcher(
+                after[name], self.settler.nominate, self._rescan_soon, on_ignored=self.ignored.note
+            )
             watcher.start(loop)
             self.watchers.append(watcher)
             self.folders.track(after[name])
@@ -374,7 +379,12 @@ class Daemon:
         for watch in self.config.watches if watches is None else watches:
             if watch.name in self.folders.missing:
                 continue  # its folder is gone: rescanned when it is back
-            found = await asyncio.to_thread(lambda w=watch: list(scan(w)))
+            left_out: list[tuple[str, str]] = []
+            found = await asyncio.to_thread(
+                lambda w=watch, out=left_out: list(scan(w, on_ignored=lambda *t: out.append(t)))
+            )
+            for rel, why in left_out:
+                self.ignored.note(watch, rel, why)
             new = [p for p, size, mtime in found if not self.intake.is_known(watch, p, size, mtime)]
             for path in new:
                 self.settler.nominate(watch, path)

@@ -14,6 +14,9 @@ three ways, and each is said in the log and covered:
 
 Ignore patterns apply to every part of the path below the watch root, so everything inside
 a hidden or sync-tool folder (``.stversions/``, ``.sync/``) is ignored like a hidden file.
+A file left out is said once (`IgnoredFiles`: ``file_ignored`` at info, with the reason:
+no pattern matches, a temporary or hidden name, a hidden or ignored folder), so a ``.webm``
+dropped into a watch of ``*.wav`` files does not vanish without a word.
 A name whose bytes are not UTF-8 is stored, logged and sent escaped (`escape_fs`); the store
 turns it back into the real path (`unescape_fs`).
 """
@@ -109,16 +112,67 @@ def ignored(watch: WatchConfig, rel: str) -> bool:
 def matches(watch: WatchConfig, rel: str) -> bool:
     """True for a file (path relative to the watch root) the watch includes and does not
     ignore (temporary files, dotfiles, anything in a hidden folder)."""
-    if ignored(watch, rel):
-        return False
-    name = rel.rsplit("/", 1)[-1].lower()
-    return any(fnmatch.fnmatch(name, pattern.lower()) for pattern in watch.patterns)
+    return ignore_reason(watch, rel) is None
 
 
-def scan(watch: WatchConfig, below: Path | None = None) -> Iterator[tuple[Path, int, float]]:
+_SIDECAR_SUFFIXES = (".ingestd.yaml", ".ingestd.yml", ".ingestd.json")
+
+
+def ignore_reason(watch: WatchConfig, rel: str) -> str | None:
+    """Why the file `rel` (relative to the watch root) is not ingested, or None if it is."""
+    parts = rel.split("/")
+    for pattern in watch.ignore:
+        if "/" in pattern:
+            if fnmatch.fnmatch(rel, pattern):
+                return f"its path matches the ignore pattern {pattern!r}"
+            continue
+        for depth, part in enumerate(parts):
+            if not fnmatch.fnmatch(part, pattern):
+                continue
+            if depth < len(parts) - 1:
+                folder = "/".join(parts[: depth + 1])
+                kind = "hidden folder" if pattern == ".*" else "ignored folder"
+                return f"inside the {kind} {folder!r} (ignore pattern {pattern!r})"
+            if pattern == ".*":
+                return "a hidden file (its name starts with a dot)"
+            return f"a temporary name (ignore pattern {pattern!r})"
+    name = parts[-1].lower()
+    if any(fnmatch.fnmatch(name, pattern.lower()) for pattern in watch.patterns):
+        return None
+    return f"matches none of the watch's patterns ({', '.join(watch.patterns)})"
+
+
+class IgnoredFiles:
+    """Says once per file, at info, why it is left out (``file_ignored``); sidecar files,
+    read with their recording, are not news. Remembers at most `LIMIT` files, then starts
+    over (a file may then be told about once more)."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._told: set[tuple[str, str]] = set()
+
+    def note(self, watch: WatchConfig, rel: str, reason: str) -> None:
+        if rel.lower().endswith(_SIDECAR_SUFFIXES):
+            return
+        key = (watch.name, rel)
+        if key in self._told:
+            return
+        if len(self._told) >= self.LIMIT:
+            self._told.clear()
+        self._told.add(key)
+        log.info("file_ignored", watch=watch.name, path=escape_fs(rel), reason=reason)
+
+
+def scan(
+    watch: WatchConfig,
+    below: Path | None = None,
+    on_ignored: Callable[[str, str], None] | None = None,
+) -> Iterator[tuple[Path, int, float]]:
     """Every matching regular file under the watch (or only `below`, a folder in it):
     (path, size, mtime). Ignored folders are not entered, and symlinked folders are never
-    followed, so a symlink loop cannot trap it."""
+    followed, so a symlink loop cannot trap it. `on_ignored(rel, reason)` hears of each file
+    left out, and of each ignored folder (its path ending in ``/``)."""
     top = below or watch.path
     try:
         prefix = top.relative_to(watch.path).as_posix()
@@ -145,11 +199,20 @@ def scan(watch: WatchConfig, below: Path | None = None) -> Iterator[tuple[Path, 
             rel = f"{rel_folder}/{entry.name}" if rel_folder else entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if watch.recursive and not ignored(watch, rel):
+                    if not watch.recursive:
+                        continue
+                    if not ignored(watch, rel):
                         stack.append((Path(entry.path), rel))
-                elif entry.is_file() and matches(watch, rel):
-                    stat = entry.stat()
-                    yield Path(entry.path), stat.st_size, stat.st_mtime
+                    elif on_ignored is not None:
+                        reason = ignore_reason(watch, f"{rel}/-") or "ignored"
+                        on_ignored(f"{rel}/", reason)
+                elif entry.is_file():
+                    reason = ignore_reason(watch, rel)
+                    if reason is None:
+                        stat = entry.stat()
+                        yield Path(entry.path), stat.st_size, stat.st_mtime
+                    elif on_ignored is not None:
+                        on_ignored(rel, reason)
             except OSError:
                 continue
 
@@ -263,10 +326,12 @@ class _Forwarder(FileSystemEventHandler):
         watch: WatchConfig,
         loop: asyncio.AbstractEventLoop,
         nominate: Callable[[WatchConfig, Path], None],
+        on_ignored: Callable[[WatchConfig, str, str], None] | None = None,
     ) -> None:
         self.watch = watch
         self.loop = loop
         self.nominate = nominate
+        self.on_ignored = on_ignored
 
     def _forward(self, raw: str | bytes) -> None:
         path = Path(os.fsdecode(raw))
@@ -274,8 +339,11 @@ class _Forwarder(FileSystemEventHandler):
             rel = path.relative_to(self.watch.path).as_posix()
         except ValueError:
             return
-        if matches(self.watch, rel):
+        reason = ignore_reason(self.watch, rel)
+        if reason is None:
             self.loop.call_soon_threadsafe(self.nominate, self.watch, path)
+        elif self.on_ignored is not None:
+            self.loop.call_soon_threadsafe(self.on_ignored, self.watch, rel, reason)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
@@ -289,7 +357,12 @@ class _Forwarder(FileSystemEventHandler):
 
     def nominate_tree(self, event: FileSystemEvent) -> None:
         root = Path(os.fsdecode(event.dest_path or event.src_path))
-        for path, _, _ in scan(self.watch, below=root):
+        told = self.on_ignored
+        for path, _, _ in scan(
+            self.watch,
+            below=root,
+            on_ignored=(lambda rel, why: told(self.watch, rel, why)) if told else None,
+        ):
             self.nominate(self.watch, path)
 
 
@@ -305,10 +378,12 @@ class Watcher:
         watch: WatchConfig,
         nominate: Callable[[WatchConfig, Path], None],
         rescan: Callable[[WatchConfig], None],
+        on_ignored: Callable[[WatchConfig, str, str], None] | None = None,
     ) -> None:
         self.watch = watch
         self.nominate = nominate
         self.rescan = rescan
+        self.on_ignored = on_ignored
         self.observer: BaseObserver | None = None
         self.mode = "polling" if watch.polling else "native"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -323,7 +398,7 @@ class Watcher:
         after `suspend`, when the folder is back."""
         self._loop = loop
         self.suspended = False
-        self._handler = _Forwarder(self.watch, loop, self.nominate)
+        self._handler = _Forwarder(self.watch, loop, self.nominate, self.on_ignored)
         try:
             self.observer = self._start_observer()
         except OSError as exc:
