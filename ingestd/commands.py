@@ -64,30 +64,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ingestd.daemon import build_backend, build_sinks, validate_watches
+    """Try everything `run` would fail on; print every problem at once (`ingestd.preflight`)."""
     from ingestd.plugins import load_plugins
+    from ingestd.preflight import Report, run_checks
 
     config = _load(args)
     configure("warning", "console")
     plugins = load_plugins(config.plugins, config.disable_plugins)
     _print_plugins(plugins)
-    validate_watches(config, plugins)
-    sinks = build_sinks(config, plugins)
-    watches = plural(len(config.watches), "watch", "watches")
-    print(f"config: {config.path}: ok ({watches}, sinks: {', '.join(sinks)})")
-
-    async def probe_api() -> str:
-        from ingestd.backends import check_backend
-
-        backend = build_backend(config, plugins)
-        try:  # the backend says what it checked, or raises what is wrong in its own words
-            return await check_backend(backend)
-        finally:
-            await backend.aclose()
-
-    print(f"api: {asyncio.run(probe_api())}")
-    failed = plugins.failed()
-    return ExitCode.ERROR if failed else ExitCode.OK
+    report = Report()
+    for row in plugins.failed():
+        report.failed(f"plugin {row.name}", row.status)
+    run_checks(config, plugins, report)
+    if report.all:
+        print(
+            f"\ningestd check: {plural(len(report.all), 'problem')}; `ingestd run` would not work:",
+            file=sys.stderr,
+        )
+        for problem in report.all:
+            print(f"  {problem}", file=sys.stderr)
+        return ExitCode.CONFIG if report.config_problems else ExitCode.ERROR
+    print("\ncheck: ok; `ingestd run` would start and reach everything it needs")
+    return ExitCode.OK
 
 
 def _print_plugins(plugins: Any) -> None:

@@ -10,14 +10,17 @@ a delivery takes the file's write lock before it reads, so two writers queue on 
 timeout instead of failing to upgrade a read lock, and DDL becomes transactional.
 
 Failures map to the core's errors (`failure`): what waiting can fix (refused connections,
-timeouts, deadlocks, a locked file, any ``OperationalError``) is `Retryable`; what it cannot
-(a missing column, a value the schema refuses) is `Permanent`. Messages name the database
+timeouts, deadlocks, a locked file, any other ``OperationalError``) is `Retryable`; what it
+cannot is `Permanent`, and fails the delivery at once: a missing column, a value the schema
+refuses, and what only the operator can change (`_access_trouble`): a database that does not
+exist, a user or password refused, a privilege missing. Messages name the database
 by its display URL and never contain the password.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -48,6 +51,18 @@ _SCHEMA_TROUBLE = ("no such table", "no such column", "has no column named")
 
 _MYSQL_SCHEMA_CODES = {1054, 1146}
 """Unknown column, unknown table: PyMySQL raises OperationalError for the first."""
+
+_ACCESS_TROUBLE = re.compile(
+    r'database "[^"]*" does not exist|role "[^"]*" does not exist|password authentication '
+    r"failed|no pg_hba\.conf entry|permission denied|must be owner of",
+    re.IGNORECASE,
+)
+"""PostgreSQL's words for a wrong database name, user, password or missing privilege: its
+driver raises them as OperationalError (at connect) or ProgrammingError (42501)."""
+
+_MYSQL_ACCESS_CODES = {1044, 1045, 1049, 1142, 1143, 1227, 1370, 1698}
+"""Access denied (to a database, for a user, for a command, column or routine), unknown
+database, a privilege missing: waiting will not change any of them."""
 
 
 def make_engine(options: DatabaseOptions) -> Engine:
@@ -110,6 +125,11 @@ def failure(exc: BaseException, *, sink: str, options: DatabaseOptions) -> Recor
     """The core's error for `exc`, raised while sink `sink` talked to its database."""
     where = f"database sink {sink!r} ({options.display_url})"
     reason = _reason(exc, options)
+    if isinstance(exc, DBAPIError) and _access_trouble(exc):
+        return Permanent(
+            f"{where}: {reason}; fix the sink's url or the database's grants (`ingestd check` "
+            f"tries them), then `ingestd redeliver --all --sink {sink}`"
+        )
     if isinstance(exc, OSError):
         return Retryable(f"{where}: {reason}; will retry")
     if isinstance(exc, PoolTimeout):
@@ -125,6 +145,16 @@ def failure(exc: BaseException, *, sink: str, options: DatabaseOptions) -> Recor
     if isinstance(exc, SQLAlchemyError):
         return Permanent(f"{where} refused the data: {reason}")
     return Permanent(f"{where}: {reason}")
+
+
+def _access_trouble(exc: DBAPIError) -> bool:
+    """A database that does not exist, credentials refused, a privilege missing."""
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    if isinstance(code, int):
+        return code in _MYSQL_ACCESS_CODES
+    if getattr(exc.orig, "sqlstate", None) in ("42501", "3D000", "28000", "28P01"):
+        return True
+    return bool(_ACCESS_TROUBLE.search(str(exc.orig)))
 
 
 def _schema_trouble(exc: OperationalError) -> bool:

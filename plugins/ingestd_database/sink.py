@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ingestd import ConfigError, DeliveryReceipt, RecordingError, Result, SinkContext
+from ingestd import ConfigError, DeliveryReceipt, Permanent, RecordingError, Result, SinkContext
 from ingestd_database.connection import failure, make_engine, sqlite_folder
 from ingestd_database.migrations import migrate
 from ingestd_database.options import DatabaseOptions
@@ -73,6 +73,30 @@ class DatabaseSink:
     async def aclose(self) -> None:
         """Close the pooled connections."""
         await asyncio.to_thread(self.engine.dispose)
+
+    async def check(self) -> str:
+        """``ingestd check``: connect, create or migrate the tables as the first delivery
+        would, and (PostgreSQL) make sure this user may read and write each of them."""
+        return await asyncio.to_thread(self._check)
+
+    def _check(self) -> str:
+        try:
+            self.ensure_schema()
+            with self.engine.connect() as connection:
+                count = connection.execute(
+                    select(func.count()).select_from(self.tables.conversations)
+                ).scalar()
+                missing = _missing_privileges(connection, self.tables)
+        except RecordingError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise failure(exc, sink=self.name, options=self.options) from exc
+        if missing:
+            raise Permanent(
+                f"database sink {self.name!r} ({self.options.display_url}): this user lacks "
+                f"{'; '.join(missing)}; grant them, then run `ingestd check` again"
+            )
+        return f"{self.options.display_url}: connected, tables ready ({count} conversations)"
 
     def write(self, result: Result) -> DeliveryReceipt:
         """The blocking part of `deliver`."""
@@ -130,6 +154,29 @@ class DatabaseSink:
         for kind, table in self.tables.items.items():
             removed += replace_children(connection, table, cid, rows.items[kind], "id")
         return True, removed
+
+
+_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+def _missing_privileges(connection: Connection, tables: Tables) -> list[str]:
+    """``INSERT, DELETE on parts``... for each table the user may not fully use (PostgreSQL;
+    elsewhere the tables' creation and a read are the proof)."""
+    if connection.dialect.name != "postgresql":
+        return []
+    missing = []
+    for table in (tables.conversations, tables.parts, *tables.items.values()):
+        lacking = [
+            privilege
+            for privilege in _PRIVILEGES
+            if not connection.exec_driver_sql(
+                "SELECT has_table_privilege(current_user, %(t)s, %(p)s)",
+                {"t": table.name, "p": privilege},
+            ).scalar()
+        ]
+        if lacking:
+            missing.append(f"{', '.join(lacking)} on {table.name}")
+    return missing
 
 
 def upsert(

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingestd import DeliveryReceipt, Result, Retryable, SinkContext
+from ingestd import DeliveryReceipt, Permanent, Result, Retryable, SinkContext
 from ingestd_files.options import FilesOptions
 from ingestd_files.paths import output_dir, template_fields
 from ingestd_files.render import RENDERERS, to_json
@@ -71,6 +71,10 @@ class FilesSink:
 
     async def aclose(self) -> None:
         """Nothing is held open between deliveries."""
+
+    async def check(self) -> str:
+        """``ingestd check``: the results folder can be written (or created)."""
+        return await asyncio.to_thread(writable, Path(self.options.path))
 
     def write(self, result: Result, generated_at: datetime) -> DeliveryReceipt:
         """The blocking part of `deliver`: render everything first, then replace the files."""
@@ -192,3 +196,22 @@ def _umask() -> int:
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     return 0o022
+
+
+def writable(folder: Path) -> str:
+    """What `check` says of `folder`; `Permanent` naming why nothing can be written there."""
+    if folder.is_dir():
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise Permanent(f"{folder}: cannot write there ({exc.strerror})") from None
+        return f"{folder}: writable"
+    if folder.exists():
+        raise Permanent(f"{folder}: is not a folder")
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise Permanent(f"{folder}: does not exist, and {parent} does not let us create it")
+    return f"{folder}: will be created at the first delivery"

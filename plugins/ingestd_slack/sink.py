@@ -92,6 +92,7 @@ DOCS = {
     "chat.postMessage": "https://api.slack.com/methods/chat.postMessage#errors",
     "chat.update": "https://api.slack.com/methods/chat.update#errors",
     "conversations.history": "https://api.slack.com/methods/conversations.history#errors",
+    "auth.test": "https://api.slack.com/methods/auth.test#errors",
 }
 
 # chat.update answers these when the earlier message cannot be edited any more: post anew.
@@ -153,6 +154,35 @@ class SlackSink:
 
     async def aclose(self) -> None:
         """Nothing is held open: slack_sdk opens a connection per request."""
+
+    async def check(self) -> str:
+        """``ingestd check``: a bot token is tried with ``auth.test``; a webhook is not (the
+        only way to try one is to post a message)."""
+        if self._web is None:
+            return "webhook: not tried (trying it would post a message to the channel)"
+        return await asyncio.to_thread(self._auth_test)
+
+    def _auth_test(self) -> str:
+        assert self._web is not None
+        try:
+            response = self._web.auth_test()
+        except SlackApiError as exc:
+            data = exc.response.data if isinstance(exc.response.data, dict) else {}
+            code = self._scrub(_first_line(str(data.get("error") or "")) or "no error code")
+            hint = HINTS.get(code) or f"see {DOCS['auth.test']}"
+            error: RecordingError = Permanent(
+                f"auth.test answered HTTP {exc.response.status_code} {code[:120]}; {hint}"
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            error = Retryable(
+                f"cannot reach Slack at {self.options.api_base_url} ({self._scrub(_reason(exc))})"
+            )
+        else:
+            return (
+                f"token accepted by auth.test (team {response.get('team')!s}, "
+                f"as {response.get('user')!s})"
+            )
+        raise error  # outside the handler: the SlackApiError holds the request
 
     def post(
         self,

@@ -48,6 +48,7 @@ from ingestd_symbl.insights import KINDS, NOT_READY, insight_value, timestamp
 from ingestd_symbl.options import SymblOptions
 from ingestd_symbl.params import encode_query, submit_path, url_request
 from ingestd_symbl.polling import JobDurations, delays_around, poll_delays
+from ingestd_symbl.reach import reach
 from ingestd_symbl.reconcile import TaggedUploads
 from ingestd_symbl.retry import TRANSIENT_ERRORS, RetryPolicy, describe
 from ingestd_symbl.webhook import JobWebhook
@@ -164,7 +165,14 @@ class SymblClient(TaggedUploads):
         return self.options.max_concurrent_jobs
 
     async def check(self) -> str:
-        """``ingestd check``: one authenticated call proves the host and the credentials."""
+        """``ingestd check``: the host resolves and accepts connections (`reach`), the token
+        request accepts the credentials, and one authenticated call works; each failure is
+        said apart ("does not resolve", "connection refused", "credentials refused")."""
+        await reach(self.base_url, self.options.request_timeout_seconds)
+        try:
+            await self.tokens.token()
+        except Permanent as exc:
+            raise Permanent(f"{self.base_url}: credentials refused: {exc}") from None
         await self.find_conversations("ingestd-check", time.time())
         return f"{self.base_url}: credentials accepted"
 

@@ -53,6 +53,14 @@ class SandboxClient(SymblClient):
         super().__init__(options, base_url=url, name="sandbox", on_close=stop)
         self.sandbox = sandbox
 
+    async def check(self) -> str:
+        """What `SymblClient.check` proves, and that what this emulator returns is made up."""
+        await super().check()
+        return (
+            f"sandbox (embedded emulator at {self.base_url}): credentials accepted; its "
+            f"insights are made up (sentences derived from each upload's bytes), not transcripts"
+        )
+
 
 def start_sandbox_backend(options: SymblOptions) -> SandboxClient:
     """Start an emulator and return a client for it whose `aclose()` also stops it."""

@@ -209,7 +209,8 @@ class TestCheck:
         assert result.returncode == 0, result.stderr + result.stdout
         config = tmp_path / "config" / "example.yaml"
         assert f"config: {config}: ok (1 watch, sinks: files)" in result.stdout
-        assert "api: sandbox: credentials accepted" in result.stdout
+        assert "api: sandbox (embedded emulator at " in result.stdout
+        assert "credentials accepted; its insights are made up" in result.stdout
 
     def test_check_rejects_bad_credentials_without_printing_them(self, ingestd_env) -> None:
         """Wrong credentials fail `check` with a clear message that never shows the secret."""

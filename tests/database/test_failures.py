@@ -4,6 +4,7 @@ always naming the database and never its password."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 import traceback
 from pathlib import Path
@@ -139,3 +140,78 @@ class TestClassification:
         assert PASSWORD not in shown
         assert "bad conninfo password=*** line 2; will retry" in shown
         assert "db.example.com" in shown
+
+
+class TestAccess:
+    """What only the operator can fix fails the delivery at once, with the server's words
+    (issue 15, point 6); `check()` finds the same before any delivery."""
+
+    @pytest.mark.parametrize(
+        ("url", "said"),
+        [
+            (
+                "postgresql://postgres@127.0.0.1:5432/ingestd_no_such_db",
+                'database "ingestd_no_such_db" does not exist',
+            ),
+            ("postgresql://ingestd_no_such_role@127.0.0.1:5432/postgres", "role"),
+            ("mysql://root@127.0.0.1:3306/ingestd_no_such_db", "Unknown database"),
+            ("mysql://ingestd_no_such_user@127.0.0.1:3306/mysql", "Access denied"),
+        ],
+    )
+    def test_wrong_database_or_user_is_permanent(self, url: str, said: str, tmp_path: Path):
+        sink = make_database_sink({"url": url}, SinkContext("db", "sinks[1]", None, tmp_path))
+        try:
+            with pytest.raises(Permanent) as delivered:
+                asyncio.run(sink.deliver(result()))
+            with pytest.raises(Permanent) as checked:
+                asyncio.run(sink.check())
+        finally:
+            asyncio.run(sink.aclose())
+        for caught in (delivered, checked):
+            assert said in str(caught.value)
+            assert "fix the sink's url or the database's grants" in str(caught.value)
+
+    def test_missing_privileges_are_permanent_and_named(self, tmp_path: Path) -> None:
+        """A PostgreSQL user who may only read the tables: `check()` names what it lacks;
+        a delivery fails at once with "permission denied"; without CREATE on the schema the
+        first delivery cannot make the tables either."""
+        from sqlalchemy import create_engine
+
+        from tests.database.conftest import POSTGRES_ADMIN
+
+        suffix = secrets.token_hex(4)
+        name, role = f"ingestd_grants_{suffix}", f"ingestd_reader_{suffix}"
+        admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            connection.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        owner_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        reader_url = f"postgresql://{role}@127.0.0.1:5432/{name}"
+        context = SinkContext("db", "sinks[1]", None, tmp_path)
+        sinks = []
+        try:
+            reader = make_database_sink({"url": reader_url}, context)
+            sinks.append(reader)
+            with pytest.raises(Permanent, match="permission denied for schema public"):
+                asyncio.run(reader.deliver(result()))
+            owner = make_database_sink({"url": owner_url}, context)
+            sinks.append(owner)
+            asyncio.run(owner.check())  # creates the tables
+            with owner.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'
+                )
+            reader = make_database_sink({"url": reader_url}, context)
+            sinks.append(reader)
+            with pytest.raises(Permanent) as checked:
+                asyncio.run(reader.check())
+            assert "this user lacks INSERT, UPDATE, DELETE on conversations" in str(checked.value)
+            with pytest.raises(Permanent, match="permission denied for table"):
+                asyncio.run(reader.deliver(result()))
+        finally:
+            for sink in sinks:
+                asyncio.run(sink.aclose())
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                connection.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+            admin.dispose()

@@ -187,6 +187,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._update_message(body)
         if self.path == "/api/conversations.history":  # Slack takes reads as form POSTs too
             return self._history({k: str(v) for k, v in body.items()})
+        if self.path == "/api/auth.test":
+            return self._auth_test()
         if self.path.startswith("/services/"):
             return self._webhook(body)
         return self._answer(404, "not found")
@@ -215,6 +217,15 @@ class Handler(BaseHTTPRequestHandler):
                 form["blocks"] = json.loads(form["blocks"])
             return form
         return {}
+
+    def _auth_test(self) -> None:
+        """auth.test: who the token belongs to, or the same errors as chat.postMessage."""
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return self._json({"ok": False, "error": "not_authed"})
+        if auth.removeprefix("Bearer ") != TOKEN:
+            return self._json({"ok": False, "error": "invalid_auth"})
+        self._json({"ok": True, "team": "Fake Team", "user": "ingestd", "team_id": "T0001"})
 
     def _post_message(self, body: dict[str, Any]) -> None:
         auth = self.headers.get("Authorization", "")
