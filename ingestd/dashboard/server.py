@@ -89,6 +89,7 @@ def _parse_date(value: str, key: str) -> float:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # 5 by default: a burst of pollers would wait for SYN retries (1 s)
     app: DashboardServer
 
     def service_actions(self) -> None:  # called by serve_forever about twice a second
