@@ -6,6 +6,7 @@ Chromium is Debian's (`scripts/browser` installs it); a missing one fails the te
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TOKEN = "dashboard-test-token-0123456789"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @dataclass
@@ -136,12 +137,18 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def screenshot() -> Callable[[Any, str], Path]:
-    """Save a page's screenshot as docs/screenshots/NAME.png, kept small for the README."""
+def screenshot(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Any, str], Path]:
+    """Save a page's screenshot as NAME.png, kept small for the README: in a temporary folder,
+    or in docs/screenshots with ``INGESTD_SCREENSHOTS=docs`` (how the README's were made)."""
+    folder = (
+        DOCS_SCREENSHOTS
+        if os.environ.get("INGESTD_SCREENSHOTS") == "docs"
+        else tmp_path_factory.mktemp("screenshots")
+    )
 
     def take(page: Any, name: str, **kwargs: Any) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
         page.screenshot(path=str(path), **kwargs)
         if shutil.which("pngquant"):  # a palette PNG: a third of the size, looks the same
             subprocess.run(["pngquant", "--force", "--output", str(path), str(path)], check=True)
