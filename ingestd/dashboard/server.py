@@ -38,6 +38,7 @@ from ingestd.metrics import parse_listen
 
 log = structlog.get_logger()
 
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_QUERY = 2048
 MAX_BODY = 16 * 1024
 REQUEST_TIMEOUT_SECONDS = 15
@@ -125,8 +126,10 @@ class _Handler(BaseHTTPRequestHandler):
             form: dict[str, list[str]] = {}
             if method == "POST":
                 form = self._read_form()
+            request_headers = dict(self.headers.items())
+            app.check_host(request_headers.get("Host", ""))
             status, content_type, body, headers = app.route(
-                method, parts.path, query, form, dict(self.headers.items())
+                method, parts.path, query, form, request_headers
             )
         except BadRequest as exc:
             status, content_type, body, headers = app.error(exc.status, exc.message, api)
@@ -249,6 +252,15 @@ class DashboardServer:
 
     # -- routing ---------------------------------------------------------------------------
 
+    def check_host(self, host: str) -> None:
+        """On a loopback address, answer only requests made to a loopback name: a page whose
+        DNS name was rebound to 127.0.0.1 sends its own name as Host (DNS rebinding)."""
+        if self.host not in _LOOPBACK:
+            return  # reachable under names we cannot know; the Origin check guards actions
+        name = urlsplit(f"//{host}").hostname or ""
+        if name not in _LOOPBACK:
+            raise Denied(403, f"refused: Host {host[:60]!r} is not this loopback dashboard")
+
     def route(
         self,
         method: str,
@@ -272,8 +284,7 @@ class DashboardServer:
                 (segments or [""])[0] if len(segments) < 2 else "-", ""
             ),
         }
-        notice = _one(query, "notice")
-        page["notice"] = notice[:300] if notice else None
+        page["notice"] = _NOTICES.get(_one(query, "done") or "")  # fixed texts: no reflection
         match segments:
             case []:
                 return self._html("overview.html", status=self.reads.status(), **page)
@@ -356,7 +367,7 @@ class DashboardServer:
                     )
                 message = self.actions.retry(recording_id)
                 log.info("dashboard_retry", recording_id=recording_id)
-                return self._after_action(api, recording_id, message)
+                return self._after_action(api, recording_id, message, "retry")
             case ["recordings", rid, "redeliver"]:
                 recording_id = _id(rid)
                 self.guard.check_action(headers, fields)
@@ -370,13 +381,13 @@ class DashboardServer:
                     raise BadRequest(400, f"no sink named {sink!r}")
                 message = self.actions.redeliver(detail["conversation_id"], sink)
                 log.info("dashboard_redeliver", recording_id=recording_id, sink=sink or "all")
-                return self._after_action(api, recording_id, message)
+                return self._after_action(api, recording_id, message, "redeliver")
         raise BadRequest(404, "nothing to POST here")
 
-    def _after_action(self, api: bool, recording_id: int, message: str) -> Response:
+    def _after_action(self, api: bool, recording_id: int, message: str, done: str) -> Response:
         if api:
             return _json(200, {"ok": True, "message": message})
-        location = f"/recordings/{recording_id}?{urlencode({'notice': message})}"
+        location = f"/recordings/{recording_id}?{urlencode({'done': done})}"
         return 303, "text/plain", b"", [("Location", location)]
 
     def _file(self, recording_id: int, index: int) -> Response:
@@ -465,7 +476,11 @@ def _id(text: str, what: str = "recording") -> int:
     return int(text)
 
 
-_FILTER_KEYS = {"state", "watch", "from", "to", "q", "page", "notice"}
+_FILTER_KEYS = {"state", "watch", "from", "to", "q", "page", "done"}
+_NOTICES = {
+    "retry": "Retry done: the recording is re-queued; the daemon picks it up at once.",
+    "redeliver": "Redelivery queued: the daemon delivers it again at once.",
+}
 
 
 def _filters(query: dict[str, list[str]]) -> dict[str, Any]:
@@ -497,4 +512,4 @@ def _filters(query: dict[str, list[str]]) -> dict[str, Any]:
 
 def _echo(query: dict[str, list[str]]) -> dict[str, str]:
     """The filters as given, for the form and the paging links."""
-    return {k: ",".join(v) for k, v in query.items() if k in _FILTER_KEYS - {"page", "notice"}}
+    return {k: ",".join(v) for k, v in query.items() if k in _FILTER_KEYS - {"page", "done"}}

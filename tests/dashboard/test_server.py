@@ -220,6 +220,16 @@ class TestServer:
         assert status == 200 and "re-queued" in html  # followed the redirect
         assert store.get(rid).state is State.QUEUED
 
+    def test_dns_rebinding_and_reflected_text_are_refused(
+        self, store: Store, served: DashboardServer
+    ) -> None:
+        status, _, html = request(f"{served.url}/api/status", Host="rebound.example:8765")
+        assert status == 403 and "Host" in html
+        assert request(f"{served.url}/api/status", Host=f"localhost:{served.port}")[0] == 200
+        rid = add(store, "a.wav")
+        status, _, html = request(f"{served.url}/recordings/{rid}?done=Your+token+expired")
+        assert status == 200 and "token expired" not in html and 'class="notice"' not in html
+
     def test_wrong_token_at_sign_in(self, served: DashboardServer) -> None:
         status, _, html = request(f"{served.url}/login", "POST", b"token=guess")
         assert status == 401 and "wrong token" in html
