@@ -23,12 +23,14 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "latency": "bench.latency",
     "throughput": "bench.throughput",
+    "dashboard": "bench.dashboard_load",
     "requests": "bench.requests_per_recording",
     "backlog": "bench.backlog",
     "idle": "bench.idle",
     "transcode": "bench.transcode",
 }
-"""Run order: requests reuses the throughput run, and latency's baseline serves all three."""
+"""Run order: requests and dashboard reuse the throughput run, and latency's baseline serves
+all three."""
 
 
 def _verdict(row: Row) -> str:

@@ -16,6 +16,7 @@ the fetches; its time for N files is extrapolated from the files it was measured
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from typing import Any
 
@@ -40,17 +41,32 @@ TARGET_FACTOR = 1.1
 
 
 def measure_ingestd(
-    ctx: Context, count: int, name: str = "throughput", *, webhook: bool = True
+    ctx: Context,
+    count: int,
+    name: str = "throughput",
+    *,
+    webhook: bool = True,
+    dashboard_clients: int = 0,
 ) -> dict[str, Any]:
+    """One run; with `dashboard_clients`, that many clients poll the dashboard's
+    ``/api/status`` every second meanwhile (`bench.dashboard_load`)."""
     root = ctx.scratch(name if webhook else f"{name}-polling")
     staging = root / "staging"
     staging.mkdir()
     files = [make_wav(staging / f"rec-{i:04d}.wav", 1.0, seed=i) for i in range(count)]
     with sandbox(job_seconds=JOB_SECONDS, schedule_seconds=0.0, concurrency_limit=LIMIT) as box:
         config = daemon_config(root, box.url, symbl={"max_concurrent_jobs": LIMIT}, webhook=webhook)
+        if dashboard_clients:
+            config["dashboard"] = {"listen": "127.0.0.1:0"}
         settle = config["watch"][0]["settle_seconds"]
-        with Daemon(root, config) as daemon:
+        with Daemon(root, config) as daemon, contextlib.ExitStack() as stack:
             daemon.wait_ready()
+            pollers = None
+            if dashboard_clients:
+                from bench.dashboard_load import Pollers
+
+                url = daemon.where("dashboard_listening")[0]["url"]
+                pollers = stack.enter_context(Pollers(f"{url}/api/status", dashboard_clients))
             cpu_before = proc_cpu_seconds(daemon.pid)
             how = "webhook" if webhook else "polling only"
             log(
@@ -68,6 +84,7 @@ def measure_ingestd(
             finished = daemon.finished()
             events = list(daemon.events())
             cpu = proc_cpu_seconds(daemon.pid) - cpu_before
+            polled = pollers.stop() if pollers else None
         stats = box.stats()
         jobs = box.jobs()
     outcomes: dict[str, int] = {}
@@ -92,6 +109,7 @@ def measure_ingestd(
         "raw_requests": stats.get("requests", {}),
         "mean_polls_per_job": sum(polls) / len(polls) if polls else None,
         "mean_job_wait_s": sum(waits) / len(waits) if waits else None,
+        "dashboard_polling": polled,
     }
 
 
