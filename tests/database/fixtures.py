@@ -5,50 +5,47 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from ingestd.config import WatchConfig
 from ingestd.model import Insights, Recording, Result
+from ingestd.testing import (
+    SAMPLE_CONVERSATION_ID,
+    SAMPLE_MESSAGES,
+    sample_insights,
+    sample_message,
+    sample_recording,
+    sample_result,
+)
 
-CID = "5093288386543616"
+CID = SAMPLE_CONVERSATION_ID
 OTHER_CID = "6144418234466304"
 
 
 def recording(relpath: str = "a.wav", *, id: int = 1) -> Recording:
-    """A delivered recording under the watch ``w``."""
-    return Recording(
-        id=id,
-        path=Path("/in") / relpath,
-        relpath=relpath,
-        watch=WatchConfig(name="w", path=Path("/in")),
-        size_bytes=10 * id,
-        mtime=1709632800.0,
-        sha256=f"{id:02x}" * 32,
-        state="delivering",
-    )
+    """A delivered recording under the watch ``w``; size and hash differ per `id`."""
+    return sample_recording(relpath, id=id, size_bytes=10 * id, sha256=f"{id:02x}" * 32)
 
 
 def message(n: int, text: str, speaker: str, offset: float, duration: float) -> dict[str, Any]:
-    """Message ``m<n>`` said by `speaker` from `offset` for `duration` seconds, on 5 March."""
-    return {
-        "id": f"m{n}",
-        "text": text,
-        "from": {"id": f"u-{speaker}", "name": speaker, "email": f"{speaker.lower()}@example.com"},
-        "startTime": f"2024-03-05T10:00:{offset:06.3f}Z",
-        "endTime": f"2024-03-05T10:00:{offset + duration:06.3f}Z",
-        "timeOffset": offset,
-        "duration": duration,
-        "conversationId": CID,
-        "phrases": [],
-        "sentiment": {"polarity": {"score": 0.25 * n}, "suggested": "positive"},
-    }
+    """Message ``m<n>`` said by `speaker` from `offset` for `duration` seconds, on 5 March,
+    with the speaker's email, and a sentiment that grows with `n`."""
+    return sample_message(
+        n,
+        text,
+        speaker,
+        offset,
+        duration,
+        conversation_id=CID,
+        id_format=ID_FORMAT,
+        email=True,
+        phrases=[],
+        sentiment={"polarity": {"score": 0.25 * n}, "suggested": "positive"},
+    )
 
 
-MESSAGES = [
-    message(1, "Hi Bob, can we ship the deck by Friday?", "Alice", 0.5, 3.25),
-    message(2, "Yes. I will send it tomorrow.", "Bob", 4.0, 2.0),
-]
+ID_FORMAT = "u-{}"
+"""People's ids here: ``u-Alice``."""
+MESSAGES = [message(n, *said) for n, said in enumerate(SAMPLE_MESSAGES, start=1)]
 APPENDED = [
     message(3, "Great, and the budget?", "Alice", 7.0, 1.5),
     message(4, "Carol owns the budget.", "Bob", 9.0, 2.5),
@@ -56,13 +53,14 @@ APPENDED = [
 
 
 def insights(cid: str = CID, messages: list[dict[str, Any]] | None = None) -> Insights:
-    """Alice and Bob agree on a deck; one of each kind of insight."""
-    return Insights(
-        conversation_id=cid,
+    """The sample conversation as the database stores it: with its times, a topic with
+    sentiment and parents, a dated action item and a summary."""
+    base = sample_insights(conversation_id=cid, id_format=ID_FORMAT)
+    entities = [{"type": "date", "text": "tomorrow", "offset": 20}]
+    return replace(
+        base,
         conversation={
-            "id": cid,
-            "type": "meeting",
-            "name": "Weekly sync",
+            **base.conversation,
             "startTime": "2024-03-05T10:00:00.000Z",
             "endTime": "2024-03-05T10:05:00.000Z",
             "members": [],
@@ -71,56 +69,12 @@ def insights(cid: str = CID, messages: list[dict[str, Any]] | None = None) -> In
         messages=list(MESSAGES if messages is None else messages),
         topics=[
             {
-                "id": "t1",
-                "text": "deck",
-                "type": "topic",
-                "score": 0.9,
-                "messageIds": ["m1"],
+                **base.topics[0],
                 "sentiment": {"polarity": {"score": 0.5}, "suggested": "positive"},
                 "parentRefs": [{"type": "topic", "text": "sales"}],
             }
         ],
-        questions=[
-            {
-                "id": "q1",
-                "text": "Can we ship the deck by Friday?",
-                "type": "question",
-                "score": 0.8,
-                "messageIds": ["m1"],
-                "from": {"id": "u-Alice", "name": "Alice", "userId": "alice@example.com"},
-            }
-        ],
-        action_items=[
-            {
-                "id": "a1",
-                "text": "Bob will send the deck tomorrow.",
-                "type": "action_item",
-                "score": 1,
-                "messageIds": ["m2"],
-                "entities": [{"type": "date", "text": "tomorrow", "offset": 20}],
-                "phrases": [],
-                "from": {"id": "u-Bob", "name": "Bob"},
-                "definitive": True,
-                "assignee": {"id": "u-Bob", "name": "Bob", "email": "bob@example.com"},
-                "dueBy": "2024-03-06T17:00:00-05:00",
-            }
-        ],
-        follow_ups=[
-            {
-                "id": "f1",
-                "text": "Check in on the deck review.",
-                "type": "follow_up",
-                "score": 1,
-                "messageIds": ["m2"],
-                "entities": [],
-                "from": {},
-                "assignee": {"name": "Alice"},
-            }
-        ],
-        members=[
-            {"id": "u-Alice", "name": "Alice", "email": "alice@example.com"},
-            {"id": "u-Bob", "name": "Bob", "email": "bob@example.com"},
-        ],
+        action_items=[{**base.action_items[0], "entities": entities}],
         summary=[{"id": "s1", "text": "They agreed on the deck.", "messageRefs": [{"id": "m2"}]}],
     )
 
@@ -140,8 +94,8 @@ def appended(cid: str = CID) -> Insights:
 
 def result(data: Insights | None = None, *, parts: int = 1, name: str = "Weekly sync") -> Result:
     """A result for `data` (the default conversation) with `parts` recordings."""
-    recs = tuple(recording(f"part{i}.wav", id=i + 1) for i in range(parts))
-    return Result(name=name, recording=recs[-1], parts=recs, insights=data or insights())
+    recordings = [recording(f"part{i}.wav", id=i + 1) for i in range(parts)]
+    return sample_result(data or insights(), name=name, recordings=recordings)
 
 
 def at(day: int, hour: int, minute: int = 0, second: float = 0.0) -> datetime:

@@ -1,18 +1,19 @@
-"""Fixtures: a fast sandbox on a free loopback port, an authenticated httpx client, media."""
+"""Fixtures: a fast sandbox on a free loopback port (ingestd.testing's `make_sandbox` with
+these tests' options), an authenticated httpx client, media bytes."""
 
 from __future__ import annotations
 
 import os
 import ssl
 import struct
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from ingestd.sandbox import Sandbox, SandboxOptions
+from ingestd import testing
+from ingestd.sandbox import Sandbox
 
 SSL = ssl.create_default_context()
 """One TLS context for every client: building one per httpx.Client costs ~50 ms."""
@@ -57,15 +58,8 @@ def noise(payload_bytes: int = 2000) -> bytes:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.01) -> Any:
-    """Poll until `predicate()` is truthy; its value, or AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+    """Poll until `predicate()` is truthy (ingestd.testing's `wait_for`, polled faster)."""
+    return testing.wait_for(predicate, timeout, "the sandbox condition", interval)
 
 
 class Api:
@@ -124,24 +118,10 @@ class Api:
 
 
 @pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """Start sandboxes with FAST options overridden by keyword arguments; stop them all."""
-    started: list[Sandbox] = []
-
-    def make(**options: Any) -> Sandbox:
-        sandbox = Sandbox(SandboxOptions(**{**FAST, **options}))
-        sandbox.start("127.0.0.1", 0)
-        started.append(sandbox)
-        return sandbox
-
-    yield make
-    for sandbox in started:
-        sandbox.stop()
-
-
-@pytest.fixture
-def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
-    return make_sandbox()
+def sandbox_options() -> dict[str, Any]:
+    """Faster jobs and webhook retries than ingestd.testing's default, for `make_sandbox`
+    and `sandbox` (both from ingestd.testing)."""
+    return dict(FAST)
 
 
 @pytest.fixture

@@ -1,14 +1,21 @@
-"""Builders for the slack sink tests: a small two-speaker conversation in the §9 shapes."""
+"""Builders for the slack sink tests: ingestd.testing's sample conversation with Slack's
+own variations, texts meant to notify or break the layout, and Block Kit's limits."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from ingestd.config import WatchConfig
 from ingestd.model import Insights, Recording, Result
+from ingestd.testing import (
+    SAMPLE_CONVERSATION_ID,
+    sample_insights,
+    sample_message,
+    sample_person,
+    sample_recording,
+    sample_result,
+)
 
-CONVERSATION_ID = "5093288386543616"
+CONVERSATION_ID = SAMPLE_CONVERSATION_ID
 
 HOSTILE = [
     "<!channel>",
@@ -61,37 +68,19 @@ def check_blocks(blocks: Any) -> str | None:
 
 
 def recording(relpath: str = "a.wav", *, id: int = 1) -> Recording:
-    """A delivered recording under the watch ``w``."""
-    return Recording(
-        id=id,
-        path=Path("/in") / relpath,
-        relpath=relpath,
-        watch=WatchConfig(name="w", path=Path("/in")),
-        size_bytes=10,
-        mtime=0.0,
-        sha256="ab" * 32,
-        state="delivering",
-    )
+    """A delivered recording under the watch ``w``, its mtime the epoch."""
+    return sample_recording(relpath, id=id, mtime=0.0)
 
 
 def message(text: str, speaker: str, offset: float, duration: float, n: int) -> dict[str, Any]:
-    """One §9 message from `speaker` at `offset` seconds."""
-    return {
-        "id": f"m{n}",
-        "text": text,
-        "from": {"id": f"u{speaker}", "name": speaker},
-        "startTime": f"2024-03-05T10:00:{offset:06.3f}Z",
-        "endTime": f"2024-03-05T10:00:{offset + duration:06.3f}Z",
-        "timeOffset": offset,
-        "duration": duration,
-        "conversationId": CONVERSATION_ID,
-    }
+    """One §9 message from `speaker` at `offset` seconds (`sample_message`)."""
+    return sample_message(n, text, speaker, offset, duration)
 
 
 def insights(**overrides: Any) -> Insights:
-    """Alice and Bob agree on a deck; two topics and one of each other kind of insight."""
-    data: dict[str, Any] = {
-        "conversation_id": CONVERSATION_ID,
+    """The sample conversation with its times, Bob's answer longer and two topics."""
+    action = sample_insights().action_items[0]
+    defaults: dict[str, Any] = {
         "conversation": {
             "id": CONVERSATION_ID,
             "type": "meeting",
@@ -109,54 +98,13 @@ def insights(**overrides: Any) -> Insights:
             {"id": "t1", "text": "review", "type": "topic", "score": 0.4, "messageIds": ["m2"]},
             {"id": "t2", "text": "deck", "type": "topic", "score": 0.9, "messageIds": ["m1"]},
         ],
-        "questions": [
-            {
-                "id": "q1",
-                "text": "Can we ship the deck by Friday?",
-                "type": "question",
-                "score": 0.8,
-                "messageIds": ["m1"],
-                "from": {"id": "uAlice", "name": "Alice", "userId": "alice@example.com"},
-            }
-        ],
-        "action_items": [
-            {
-                "id": "a1",
-                "text": "Bob will send the deck tomorrow.",
-                "type": "action_item",
-                "score": 1,
-                "messageIds": ["m2"],
-                "entities": [],
-                "phrases": [],
-                "from": {"id": "uBob", "name": "Bob", "userId": "bob@example.com"},
-                "definitive": True,
-                "assignee": {"id": "uBob", "name": "Bob", "email": "bob@example.com"},
-                "dueBy": "2024-03-06T17:00:00-05:00",
-            }
-        ],
-        "follow_ups": [
-            {
-                "id": "f1",
-                "text": "Check in on the deck review.",
-                "type": "follow_up",
-                "score": 1,
-                "messageIds": ["m2"],
-                "entities": [],
-                "from": {},
-                "assignee": {"name": "Alice"},
-            }
-        ],
-        "members": [
-            {"id": "uAlice", "name": "Alice", "email": "alice@example.com"},
-            {"id": "uBob", "name": "Bob", "email": "bob@example.com"},
-        ],
+        "action_items": [{**action, "from": sample_person("Bob", userId="bob@example.com")}],
     }
-    data.update(overrides)
-    return Insights(**data)
+    return sample_insights(**{**defaults, **overrides})
 
 
 def result(data: Insights | None = None, *, name: str = "Weekly sync", parts: int = 1) -> Result:
     """A result for `data` (the default conversation) with `parts` recordings."""
     paths = ["a.wav"] if parts == 1 else [f"sales/part{i + 1}.wav" for i in range(parts)]
-    recs = tuple(recording(path, id=i + 1) for i, path in enumerate(paths))
-    return Result(name=name, recording=recs[-1], parts=recs, insights=data or insights())
+    recordings = [recording(path, id=i + 1) for i, path in enumerate(paths)]
+    return sample_result(data or insights(), name=name, recordings=recordings)

@@ -6,13 +6,12 @@ import hashlib
 import os
 import struct
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingestd.sandbox import Sandbox, SandboxOptions
+from ingestd.sandbox import Sandbox
 from ingestd_symbl.client import SymblClient
 from ingestd_symbl.options import from_mapping
 
@@ -75,27 +74,16 @@ def make_client(sb: Sandbox, **overrides: Any) -> SymblClient:
 
 
 @pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """``make_sandbox(job_seconds=0.3, ...)``: a started sandbox, stopped after the test."""
-    started: list[Sandbox] = []
-
-    def make(**options: Any) -> Sandbox:
-        options.setdefault("job_seconds", 0.3)
-        options.setdefault("schedule_seconds", 0.05)
-        sb = Sandbox(SandboxOptions(**options))
-        sb.start("127.0.0.1", 0)
-        started.append(sb)
-        return sb
-
-    yield make
-    for sb in started:
-        sb.stop()
+def sandbox_options() -> dict[str, Any]:
+    """Jobs of 0.3 s for ingestd.testing's `make_sandbox` (``make_sandbox(job_seconds=...)``
+    overrides them per sandbox)."""
+    return {"job_seconds": 0.3, "schedule_seconds": 0.05}
 
 
 @pytest.fixture
-def sb(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
-    """A sandbox with the default fast settings."""
-    return make_sandbox()
+def sb(sandbox: Sandbox) -> Sandbox:
+    """A sandbox with the default fast settings (ingestd.testing's `sandbox`)."""
+    return sandbox
 
 
 def settle(sb: Sandbox, quiet: float = 0.05, timeout: float = 2.0) -> None:
