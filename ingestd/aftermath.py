@@ -27,6 +27,8 @@ log = structlog.get_logger()
 
 ROUND_SECONDS = 0.5
 CLOSE_CHECK_SECONDS = 30.0
+CRASH_PAUSE_SECONDS = 10.0
+"""After an unexpected error, the next round waits this long (no traceback storm)."""
 
 
 class Aftermath:
@@ -53,6 +55,9 @@ class Aftermath:
                 await self.round()
             except StoreError as exc:  # locked or full for now: the next round tries again
                 log.error("aftermath_failed", error=str(exc))
+            except Exception:  # a bug must not end what runs after every recording
+                log.exception("aftermath_crashed")
+                await asyncio.sleep(CRASH_PAUSE_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), ROUND_SECONDS)
             self._kick.clear()

@@ -156,8 +156,12 @@ class Deletions:
             )
             return
         attempts = deletion["attempts"] + 1
+        delete = getattr(self.backend, "delete_conversation", None)
+        if delete is None:
+            self._give_up(cid, attempts, f"the {self.backend.name} backend cannot delete")
+            return
         try:
-            deleted = await self.backend.delete_conversation(cid)
+            deleted = await delete(cid)
         except asyncio.CancelledError:
             raise
         except Retryable as exc:
@@ -185,6 +189,10 @@ class Deletions:
             return
         except Permanent as exc:
             self._give_up(cid, attempts, str(exc))
+            return
+        except Exception as exc:  # a backend's bug: this deletion fails, the daemon goes on
+            log.exception("conversation_delete_crashed", conversation_id=cid)
+            self._give_up(cid, attempts, f"internal error in the backend: {exc!r}")
             return
         self.store.mark_deletion(cid, Deletion.DELETED, attempts=attempts, error=None)
         log.info(

@@ -41,6 +41,7 @@ import structlog
 
 from ingestd.config import AfterAction, Config, WatchConfig
 from ingestd.crashpoints import crash_point
+from ingestd.errors import StoreError
 from ingestd.lifecycle import Disposal, State
 from ingestd.logging import redact
 from ingestd.store import RecordingRow, Store
@@ -278,6 +279,15 @@ class Disposals:
                 await self.carry_out(planned)
             except OSError as exc:
                 self._failed_attempt(planned, exc)
+            except StoreError:
+                raise
+            except Exception as exc:  # a bug: this file's action fails, the daemon goes on
+                log.exception("after_crashed", recording_id=planned["recording_id"])
+                self.store.mark_disposal(
+                    planned["recording_id"],
+                    Disposal.FAILED,
+                    detail=redact(f"internal error: {exc!r}"),
+                )
 
     def _failed_attempt(self, planned: dict[str, Any], exc: OSError) -> None:
         from ingestd.pipeline import backoff_seconds

@@ -146,8 +146,8 @@ DISPOSAL_TRANSITIONS: dict[Disposal, frozenset[Disposal]] = {
     Disposal.PLANNED: frozenset(
         {Disposal.PLANNED, Disposal.COPIED, Disposal.DONE, Disposal.HELD, Disposal.FAILED}
     ),
-    # the target is complete: only the source's removal is left (retried until it works)
-    Disposal.COPIED: frozenset({Disposal.COPIED, Disposal.DONE}),
+    # the target is complete: only the removal of the source is left (failed: a bug)
+    Disposal.COPIED: frozenset({Disposal.COPIED, Disposal.DONE, Disposal.FAILED}),
     Disposal.DONE: frozenset(),
     Disposal.HELD: frozenset(),
     Disposal.FAILED: frozenset({Disposal.PLANNED}),  # the next start tries again
