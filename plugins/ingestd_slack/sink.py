@@ -199,7 +199,7 @@ class SlackSink:
         """
         try:
             if self._webhook is not None:
-                return self._post_webhook(message)
+                return self._post_webhook(message, conversation_id)
             if not (previous and previous.get("ts") and previous.get("channel")):
                 previous = self._posted_before(conversation_id)
             if previous:
@@ -275,7 +275,7 @@ class SlackSink:
         )
         return None
 
-    def _post_webhook(self, message: Message) -> dict[str, Any]:
+    def _post_webhook(self, message: Message, conversation_id: str) -> dict[str, Any]:
         assert self._webhook is not None
         started = time.time()
         try:
@@ -284,7 +284,7 @@ class SlackSink:
             )
         except (OSError, http.client.HTTPException) as exc:
             if lookup.may_have_arrived(exc):
-                self._outcome_unknown("", started)
+                self._outcome_unknown(conversation_id, started)
             raise
         if response.status_code == 200:
             return {"status": 200}

@@ -148,6 +148,7 @@ class TestWebhook:
         slack.lose_answer()
         unknown = event(lost(sink), "slack_post_outcome_unknown")
         assert unknown["can_look"] is False and "webhook cannot read" in unknown["action"]
+        assert unknown["conversation_id"] == result().insights.conversation_id
         deliver(sink)
         assert len(slack.posted) == 2
 
