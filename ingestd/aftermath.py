@@ -78,7 +78,9 @@ class Aftermath:
         """Follow the new events, then do whatever is due."""
         now = time.time()
         deleting, disposing = self.deletions.wanted, self.disposals.wanted
-        while True:
+        # Nothing asked for (the default): the history is not read at all. Something turned
+        # on by a reload reads it from where it stopped (from the start if nothing was on).
+        while deleting or disposing:
             events = self.store.events_since(
                 self._watermark, (State.DONE, State.REJECTED, State.SUBMITTED)
             )

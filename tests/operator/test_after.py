@@ -81,6 +81,31 @@ class TestMove:
         status = json.loads(run_cli(ingestd_env, "status", "--json").stdout)
         assert status["after"] == {"move": {"done": 2}}
 
+    def test_each_part_of_a_mapped_conversation_moves_once_it_is_delivered(
+        self, ingestd_env, sandbox, make_media
+    ) -> None:
+        """Parts appended into one conversation each move once their own delivery is done;
+        the conversation is complete at the API and the folder keeps its name."""
+        done = ingestd_env.root / "done"
+        daemon = ingestd_env.daemon(
+            watch={
+                "conversation": {"by": "folder"},
+                "after_success": {"action": "move", "to": str(done)},
+            }
+        ).start()
+        daemon.wait_ready()
+        drop(make_media("part-1.wav"), ingestd_env.inbox / "meeting")
+        ingestd_env.wait_states({"meeting/part-1.wav": "done"})
+        _wait_after(ingestd_env, "meeting/part-1.wav", "done")
+        assert (done / "meeting" / "part-1.wav").exists()
+        drop(make_media("part-2.wav"), ingestd_env.inbox / "meeting")
+        ingestd_env.wait_states({"meeting/part-2.wav": "done"})
+        _wait_after(ingestd_env, "meeting/part-2.wav", "done")
+        daemon.stop()
+        assert sorted(p.name for p in (done / "meeting").iterdir()) == ["part-1.wav", "part-2.wav"]
+        [cid] = {r["conversation_id"] for r in ingestd_env.rows()}
+        assert len(sandbox.conversations()[cid]["parts"]) == 2
+
     def test_folder_inside_the_watch_is_ignored(self, ingestd_env, sandbox, make_media) -> None:
         """DIR inside the watch: the moved file is never recorded again, also not by the
         startup rescan of the next run."""
