@@ -1,7 +1,7 @@
 """Backlog: start-up with 100,000 files that were all processed before.
 
 Set-up (not timed): 100,000 tiny ``.wav`` files in 100 folders, and a state database
-(created by `ingestd.store.Store`, so the schema is the daemon's own) in which each of them
+(created by `ingestd.store.SqliteStore`, so the schema is the daemon's own) in which each of them
 is a ``done`` recording with its exact size and mtime. The rows are written directly with
 one ``executemany`` in one transaction; a first pass through the daemon would produce the
 same rows (plus events and deliveries, which the rescan never reads) but take hours.
@@ -64,10 +64,11 @@ def _populate(root: Path, count: int) -> None:
                 now,
             )
         )
-    from ingestd.store import Store
 
     db = root / "state" / "state.db"
-    Store(db).close()  # the daemon's schema, migrations and pragmas
+    from ingestd.store import SqliteStore
+
+    SqliteStore(db).close()  # the daemon's schema, migrations and pragmas
     with sqlite3.connect(db) as conn:
         conn.executemany(
             "INSERT INTO recordings (watch, watch_root, relpath, size_bytes, mtime, sha256,"

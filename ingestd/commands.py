@@ -113,12 +113,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _open_store(config: Config) -> Any:
-    from ingestd.store import Store
+    from ingestd.store import open_store
 
     path = config.state_path
     if path is None or not path.exists():
         raise StoreError(f"no state database at {path}: has the daemon run with this config?")
-    return Store(path)
+    return open_store(path)
 
 
 def _transitions(config: Config, store: Any) -> Any:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.config import Config, WatchConfig
-from ingestd.errors import IngestdError, Rejected
+from ingestd.errors import IngestdError, Rejected, StoreError
 from ingestd.model import (
     AS_IS,
     EXISTING_CONVERSATION,
@@ -41,6 +41,7 @@ from ingestd.model import (
     Recording,
     TranscodePlan,
 )
+from ingestd.store import Store, open_read_only
 
 MP4 = "mov,mp4,m4a,3gp,3g2,mj2"  # ffprobe's name for the ISO media family
 PREDICTED_CONTAINER = {".wav": "wav", ".mp3": "mp3", ".mp4": MP4, ".m4a": MP4, ".flac": "flac"}
@@ -120,45 +121,35 @@ def recording_for(path: Path, watch: WatchConfig) -> Recording:
 
 
 class ReadOnlyHistory:
-    """What the store knows of conversation keys, read through a read-only connection (the
-    store's own would create the database and its journal files). Empty without one."""
+    """What the store knows of conversation keys, read through a read-only store (the
+    daemon's own would create the database and its journal files). Empty without one."""
 
     def __init__(self, path: Path | None) -> None:
-        self._conn: sqlite3.Connection | None = None
+        self._store: Store | None = None
         if path is not None and path.exists():
-            # Read-only still creates -wal and -shm files where none are (no daemon running);
-            # with nobody writing, the file can be read as immutable, which creates nothing.
-            running = path.with_name(path.name + "-wal").exists()
-            mode = "mode=ro" if running else "immutable=1"
-            self._conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10)
-
-    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        if self._conn is None:
-            return []
-        try:
-            return self._conn.execute(sql, args).fetchall()
-        except sqlite3.Error:  # an empty or foreign file: nothing known
-            return []
+            with contextlib.suppress(StoreError):  # unreadable: nothing known
+                self._store = open_read_only(path)
 
     def recent_keys(self, prefix: str, since_mtime: float) -> list[tuple[str, float]]:
         """`ingestd.registry.MappingHistory`, as the store answers it."""
-        return [
-            (key, latest)
-            for key, latest in self._rows(
-                "SELECT conversation_key, MAX(mtime) AS latest FROM recordings"
-                " WHERE substr(conversation_key, 1, ?) = ? AND mtime >= ?"
-                " GROUP BY conversation_key ORDER BY latest DESC",
-                (len(prefix), prefix, since_mtime),
-            )
-        ]
+        if self._store is None:
+            return []
+        try:
+            return self._store.recent_keys(prefix, since_mtime)
+        except StoreError:  # an empty or foreign file: nothing known
+            return []
 
     def conversation_for(self, key: str) -> str | None:
-        rows = self._rows("SELECT conversation_id FROM conversations WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
+        if self._store is None:
+            return None
+        try:
+            return self._store.conversation_for(key)
+        except StoreError:
+            return None
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        if self._store is not None:
+            self._store.close()
 
 
 # -- the stages ----------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Two kinds of numbers:
 
 - read from the state store at scrape time (`StoreCollector`): recordings by state, jobs in
   flight against the account's limit, sink deliveries by sink and state, and the age of the
-  oldest unfinished recording. A scrape opens its own read-only SQLite connection: the
-  daemon's `Store` belongs to the event-loop thread, and a WAL reader never blocks the writer.
+  oldest unfinished recording. A scrape reads through its own `Store.reader`: the daemon's
+  `Store` belongs to the event-loop thread, and a reader never blocks the writer.
 - counted as they happen: the Symbl client calls `record_api_request` for every HTTP
   attempt and `record_upload` for every accepted upload (module-level, so no handle is
   passed around; prometheus_client's counters are thread-safe).
@@ -21,15 +21,12 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -38,8 +35,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from ingestd import eventmetrics
-from ingestd.errors import IngestdError
-from ingestd.lifecycle import IN_FLIGHT, PIPELINE, State
+from ingestd.errors import IngestdError, StoreError
+from ingestd.lifecycle import IN_FLIGHT, State
+from ingestd.store import Store, StoreSnapshot
 
 log = structlog.get_logger()
 
@@ -142,37 +140,13 @@ def counter_total(counter: Counter, **labels: str) -> float:
 # -- the store, read at scrape time --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StoreSnapshot:
-    """What a scrape needs from the state store, read in one transaction."""
-
-    states: dict[str, int] = field(default_factory=dict)
-    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
-    oldest_unfinished_at: float | None = None  # created_at of the oldest non-terminal row
-
-
-def read_sqlite_snapshot(path: Path) -> StoreSnapshot:
-    """Read a `StoreSnapshot` through a fresh read-only connection (never the daemon's)."""
-    uri = Path(path).absolute().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=2, isolation_level=None)
+def read_snapshot(store: Store) -> StoreSnapshot:
+    """A `StoreSnapshot` through a reader of its own (never the daemon's connection)."""
+    reader = store.reader()
     try:
-        conn.execute("BEGIN")  # one consistent snapshot for all three queries
-        states = dict(conn.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state"))
-        deliveries = {
-            (sink, state): count
-            for sink, state, count in conn.execute(
-                "SELECT sink, state, COUNT(*) FROM deliveries GROUP BY sink, state"
-            )
-        }
-        marks = ",".join("?" * len(PIPELINE))
-        (oldest,) = conn.execute(
-            f"SELECT MIN(created_at) FROM recordings WHERE state IN ({marks})",
-            [str(s) for s in PIPELINE],
-        ).fetchone()
-        conn.execute("COMMIT")
+        return reader.snapshot()
     finally:
-        conn.close()
-    return StoreSnapshot(states, deliveries, oldest)
+        reader.close()
 
 
 class StoreCollector:
@@ -192,7 +166,7 @@ class StoreCollector:
         up = GaugeMetricFamily("ingestd_store_up", "1 when the last scrape could read the store")
         try:
             snap = self._read()
-        except (sqlite3.Error, OSError) as exc:
+        except (StoreError, OSError) as exc:
             log.warning("metrics_store_unreadable", error=str(exc))
             up.add_metric([], 0)
             yield up
@@ -312,10 +286,6 @@ class Health:
 # -- the HTTP server -----------------------------------------------------------------------
 
 
-class _HasPath(Protocol):
-    path: Path
-
-
 def parse_listen(listen: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port); port 0 picks a free one."""
     host, sep, port = listen.rpartition(":")
@@ -378,7 +348,7 @@ class MetricsServer:
 
     Args:
         listen: ``HOST:PORT`` (``metrics.listen`` in the config).
-        store: the state store; only its ``path`` is used, for read-only scrape connections.
+        store: the state store; each scrape reads through a `Store.reader` of its own.
         health: returns the /health document; ``status: ok`` answers 200, anything else 503.
             Called from a server thread, so it must not touch the daemon's `Store`.
         max_concurrent_jobs: the account's job limit, exported beside jobs in flight.
@@ -387,7 +357,7 @@ class MetricsServer:
     def __init__(
         self,
         listen: str,
-        store: _HasPath,
+        store: Store,
         *,
         health: Callable[[], dict[str, Any]],
         max_concurrent_jobs: int,
@@ -396,10 +366,7 @@ class MetricsServer:
         self.host, self.port = parse_listen(listen)
         self.health = health
         self.registry = CollectorRegistry()
-        store_path = Path(store.path)
-        self.registry.register(
-            StoreCollector(lambda: read_sqlite_snapshot(store_path), max_concurrent_jobs)
-        )
+        self.registry.register(StoreCollector(lambda: read_snapshot(store), max_concurrent_jobs))
         self.registry.register(InfoCollector())
         for metric in COUNTERS:
             self.registry.register(metric)

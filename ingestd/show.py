@@ -54,7 +54,7 @@ def find_recording(config: Config, store: Store, wanted: str) -> tuple[Recording
         try:
             row = store.get(int(text.lstrip("#")))
         except KeyError:
-            raise IngestdError(f"no recording #{text.lstrip('#')} in {store.path}") from None
+            raise IngestdError(f"no recording #{text.lstrip('#')} in {store.where}") from None
         return row, store.versions_of(row.watch, row.relpath)
     candidates: list[tuple[str, str]] = []
     path = Path(text).expanduser()
@@ -70,7 +70,7 @@ def find_recording(config: Config, store: Store, wanted: str) -> tuple[Recording
         if latest is not None:
             return latest, store.versions_of(watch_name, rel)
     raise IngestdError(
-        f"no recording of {text!r} in {store.path}; give its id (`ingestd status` lists "
+        f"no recording of {text!r} in {store.where}; give its id (`ingestd status` lists "
         f"them) or its path in a watched folder"
     )
 

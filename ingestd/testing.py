@@ -17,12 +17,11 @@ insight, §9 shapes) and `sample_result`, each with keyword overrides.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -175,18 +174,22 @@ class IngestdEnv:
         return daemon
 
     def rows(self) -> list[dict[str, Any]]:
-        """The recordings table, read directly (as `ingestd status --json` would)."""
-        if not self.state_db.exists():
+        """The recordings, read as `ingestd status --json` would (JSON columns decoded), through
+        a read-only store that is closed at once (an open reader would pin the -shm of a
+        database file a test later replaces, and keep the daemon's WAL alive)."""
+        from ingestd.errors import StoreError
+        from ingestd.store import open_read_only
+
+        try:
+            store = open_read_only(self.state_db)
+        except StoreError:  # not created yet
             return []
-        # closing(): sqlite3's own context manager only commits; an open reader would pin the
-        # -shm of a database file a test later replaces, and keep the daemon's WAL alive.
-        connection = sqlite3.connect(f"file:{self.state_db}?mode=ro", uri=True, timeout=10)
-        with contextlib.closing(connection) as conn:
-            conn.row_factory = sqlite3.Row
-            try:
-                return [dict(r) for r in conn.execute("SELECT * FROM recordings ORDER BY id")]
-            except sqlite3.OperationalError:
-                return []
+        try:
+            return [{**dataclasses.asdict(r), "state": str(r.state)} for r in store.all()]
+        except StoreError:  # created, its tables not yet
+            return []
+        finally:
+            store.close()
 
     def states(self) -> dict[str, str]:
         """relpath -> state of its latest version."""

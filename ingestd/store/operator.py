@@ -2,9 +2,10 @@
 (``dispositions``) and the conversations to delete at the API (``api_deletions``), plus the
 reads `ingestd show` needs.
 
-A mixin of `ingestd.store.Store` (it uses the store's connection and transactions), kept in
-its own module so the recording tables and these stay apart. Every state change is checked
-against its table in `ingestd.lifecycle` and committed before the caller's next side effect.
+A mixin of `ingestd.store.sqlite.SqliteStore` (it uses the store's connection and
+transactions), kept in its own module so the recording tables and these stay apart. Every
+state change is checked against its table in `ingestd.lifecycle` and committed before the
+caller's next side effect.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ingestd.lifecycle import (
 
 
 class OperatorTables:
-    """Mixed into `Store`: ``self._conn`` and ``self._tx()`` are the store's."""
+    """Mixed into `SqliteStore`: ``self._conn`` and ``self._tx()`` are the store's."""
 
     _conn: Any
     _tx: Any

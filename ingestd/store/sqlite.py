@@ -1,4 +1,5 @@
-"""The SQLite state store: WAL, synchronous=FULL, one commit per state change.
+"""The SQLite state store (`SqliteStore`, the `ingestd.store.Store` protocol): WAL,
+synchronous=FULL, one commit per state change.
 
 Every method that changes something commits before returning, so the caller's next side
 effect (an upload, a sink write) happens only once the change is on disk. Used from the
@@ -16,7 +17,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,50 +25,13 @@ from typing import Any
 from ingestd.errors import StoreError
 from ingestd.lifecycle import PIPELINE, State, TransitionError, check_transition
 from ingestd.logging import redact
+from ingestd.store.base import RecordingRow, StoreSnapshot
 from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
 
 SCHEMA_VERSION = 2  # 2: dispositions, api_deletions (ingestd.store.operator)
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a write waits for another process's lock before it fails."""
-
-
-@dataclass(frozen=True)
-class RecordingRow:
-    """One row of the recordings table, JSON columns decoded."""
-
-    id: int
-    watch: str
-    watch_root: str
-    relpath: str
-    size_bytes: int
-    mtime: float
-    sha256: str
-    state: State
-    failed_from: str | None
-    error: str | None
-    attempts: int
-    next_attempt_at: float
-    duplicate_of: int | None
-    conversation_key: str | None
-    sort_key: str
-    media: dict[str, Any] | None
-    upload_path: str | None
-    upload_media: dict[str, Any] | None
-    upload_size_bytes: int | None
-    endpoint: dict[str, Any] | None
-    params: dict[str, Any] | None
-    name: str | None
-    upload_started_at: float | None
-    conversation_id: str | None
-    job_id: str | None
-    insights_path: str | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def path(self) -> Path:
-        return Path(self.watch_root) / unescape_fs(self.relpath)  # non-UTF-8 names: escaped
 
 
 _JSON_COLUMNS = {"media", "upload_media", "endpoint", "params"}
@@ -96,11 +60,12 @@ def _encode(column: str, value: Any) -> Any:
     return value
 
 
-class Store(OperatorTables):
-    """Recordings, the conversation mapping, events and the per-sink delivery outbox."""
+class SqliteStore(OperatorTables):
+    """The `ingestd.store.Store` protocol in one SQLite file (WAL), for one machine."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
@@ -553,16 +518,22 @@ class Store(OperatorTables):
     # -- reads for the dashboard (ingestd.dashboard) --------------------------------------
 
     @classmethod
-    def reader(cls, path: Path) -> Store:
-        """A read-only Store on its own connection, for a thread other than the event loop's.
+    def read_only(cls, path: Path) -> SqliteStore:
+        """A read-only store on its own connection, for a thread other than the event loop's.
 
         No migration, no pragma that writes: a WAL reader never blocks the daemon's writer,
-        and ``query_only`` makes any write through it fail instead of taking the lock.
+        and ``query_only`` makes any write through it fail instead of taking the lock. With
+        no daemon running (no ``-wal`` file) the file is read as immutable, which creates no
+        journal files beside it.
         """
         store = cls.__new__(cls)
         store.path = path
-        uri = Path(path).absolute().as_uri() + "?mode=ro"
+        store.where = str(path)
+        running = path.with_name(path.name + "-wal").exists()
+        uri = Path(path).absolute().as_uri() + ("?mode=ro" if running else "?immutable=1")
         try:
+            if not path.exists():
+                raise sqlite3.OperationalError("unable to open database file")
             raw = sqlite3.connect(uri, uri=True, timeout=5, isolation_level=None)
         except sqlite3.Error as exc:
             raise store_error(path, exc) from None
@@ -574,6 +545,36 @@ class Store(OperatorTables):
             raw.close()
             raise
         return store
+
+    def reader(self) -> SqliteStore:
+        return self.read_only(self.path)
+
+    def snapshot(self) -> StoreSnapshot:
+        with self._read():
+            states = dict(
+                self._conn.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state")
+            )
+            deliveries = {
+                (sink, state): count
+                for sink, state, count in self._conn.execute(
+                    "SELECT sink, state, COUNT(*) FROM deliveries GROUP BY sink, state"
+                )
+            }
+            marks = ",".join("?" * len(PIPELINE))
+            (oldest,) = self._conn.execute(
+                f"SELECT MIN(created_at) FROM recordings WHERE state IN ({marks})",
+                [str(s) for s in PIPELINE],
+            ).fetchone()
+        return StoreSnapshot(states, deliveries, oldest)
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[None]:
+        """One consistent read across several queries."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.rollback()
 
     def search(
         self,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ingestd.store import Store
+from ingestd.store import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBCOMMANDS = ("run", "check", "status", "retry", "redeliver", "map", "plugins", "install-unit")
@@ -63,7 +63,7 @@ def test_sandbox_help_explains_each_option() -> None:
 def test_retry_of_an_unknown_id_is_one_line(tmp_path: Path) -> None:
     """``ingestd retry 999`` says there is no such recording: exit 1, no traceback."""
     config = minimal_config(tmp_path)
-    Store(tmp_path / "state" / "state.db").close()
+    SqliteStore(tmp_path / "state" / "state.db").close()
     result = ingestd("retry", "999", "--config", str(config))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -26,7 +26,7 @@ from ingestd.dashboard.auth import Guard
 from ingestd.errors import ConfigError, StoreError
 from ingestd.lifecycle import State
 from ingestd.logging import register_secrets
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 
 TOKEN = "a-token-for-the-server-tests-42"
 BASE = "symbl: {base_url: sandbox}\nwatch: [{path: in}]\n"
@@ -65,7 +65,7 @@ def add(store: Store, relpath: str, state: State = State.DISCOVERED, **columns: 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state" / "state.db")
+    store = SqliteStore(tmp_path / "state" / "state.db")
     yield store
     store.close()
 
@@ -151,7 +151,7 @@ class TestStoreReads:
 
     def test_reader_cannot_write(self, store: Store) -> None:
         add(store, "a.wav")
-        reader = Store.reader(store.path)
+        reader = SqliteStore.read_only(store.path)
         try:
             assert reader.counts_by_state() == {"discovered": 1}
             with pytest.raises(StoreError):
@@ -162,7 +162,7 @@ class TestStoreReads:
 
     def test_reader_of_a_missing_database_is_a_store_error(self, tmp_path: Path) -> None:
         with pytest.raises(StoreError):
-            Store.reader(tmp_path / "nothing.db").counts_by_state()
+            SqliteStore.read_only(tmp_path / "nothing.db").counts_by_state()
 
 
 class TestServer:

@@ -231,14 +231,14 @@ def test_a_version_1_store_gains_the_new_tables(tmp_path) -> None:
     """The migration adds dispositions and api_deletions to a database of schema 1."""
     import sqlite3
 
-    from ingestd.store import Store
+    from ingestd.store import SqliteStore
 
-    Store(tmp_path / "state.db").close()
+    SqliteStore(tmp_path / "state.db").close()
     with sqlite3.connect(tmp_path / "state.db") as conn:
         conn.executescript(
             "DROP TABLE dispositions; DROP TABLE api_deletions; PRAGMA user_version = 1;"
         )
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     assert store.request_deletion("123", "forget")
     assert store.deletion_counts() == {"pending": 1}
     store.close()

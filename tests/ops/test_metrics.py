@@ -19,7 +19,7 @@ from ingestd import metrics
 from ingestd.errors import IngestdError
 from ingestd.lifecycle import State
 from ingestd.metrics import Health, MetricsServer, route_label
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 from ingestd.testing import drop, wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -81,7 +81,7 @@ def add(store: Store, name: str) -> int:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     yield store
     store.close()
 
@@ -161,9 +161,10 @@ class TestStoreMetrics:
         """A store that cannot be read gives ingestd_store_up 0, and the scrape still works."""
 
         class Missing:
-            path = tmp_path / "nowhere" / "state.db"
+            def reader(self) -> SqliteStore:
+                return SqliteStore.read_only(tmp_path / "nowhere" / "state.db")
 
-        server = MetricsServer("127.0.0.1:0", Missing(), health=dict, max_concurrent_jobs=5)
+        server = MetricsServer("127.0.0.1:0", Missing(), health=dict, max_concurrent_jobs=5)  # type: ignore[arg-type]
         server.start()
         try:
             samples = scrape(server.url)
@@ -316,10 +317,11 @@ class TestAfterARealRun:
         drop(broken, ingestd_env.inbox)
         ingestd_env.wait_states({"call.wav": "done", "broken.wav": "rejected"})
 
-        class StorePath:
-            path = ingestd_env.state_db
+        class Running:  # the daemon's store, seen from this process: a reader is all we use
+            def reader(self) -> SqliteStore:
+                return SqliteStore.read_only(ingestd_env.state_db)
 
-        server = MetricsServer("127.0.0.1:0", StorePath(), health=dict, max_concurrent_jobs=5)
+        server = MetricsServer("127.0.0.1:0", Running(), health=dict, max_concurrent_jobs=5)  # type: ignore[arg-type]
         server.start()
         try:
             samples = scrape(server.url)

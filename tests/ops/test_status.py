@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ingestd.lifecycle import State
-from ingestd.store import Store
+from ingestd.store import SqliteStore
 from ingestd.testing import drop
 
 
@@ -74,7 +74,7 @@ class TestStatusAfterARun:
     def test_work_in_progress_and_retry_time(self, ingestd_env) -> None:
         """A recording backing off is listed in progress with the time of its next try."""
         config = ingestd_env.write_config()
-        store = Store(ingestd_env.state_db)
+        store = SqliteStore(ingestd_env.state_db)
         try:
             row = store.insert(
                 watch="inbox",

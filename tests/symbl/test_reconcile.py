@@ -24,7 +24,7 @@ from ingestd.model import Endpoint, EndpointKind, Insights, Params, Submission
 from ingestd.pipeline import Pipeline, look_again_in
 from ingestd.plugins import load_plugins
 from ingestd.sandbox import Sandbox
-from ingestd.store import RecordingRow, Store
+from ingestd.store import RecordingRow, SqliteStore
 from ingestd_symbl.client import (
     LOST_AFTER_CLOSE_SECONDS,
     LOST_AFTER_TIMEOUT_SECONDS,
@@ -197,7 +197,7 @@ class FakeBackend(TaggedUploads):
 @pytest.fixture
 def world(tmp_path: Path) -> Any:
     """``(make_pipeline, backend, store, row)``: a recording in ``submitting``."""
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     backend = FakeBackend()
     config = parse_config(f"symbl: {{base_url: sandbox}}\nwatch: [{{path: {tmp_path}}}]")
     row = store.insert(

@@ -15,12 +15,12 @@ from ingestd.errors import PluginError
 from ingestd.intake import Intake, first_sort_key, sort_key
 from ingestd.ordering import OrderingHold
 from ingestd.plugins import load_plugins
-from ingestd.store import RecordingRow, Store
+from ingestd.store import RecordingRow, SqliteStore, Store
 
 
 @pytest.fixture
 def setup(tmp_path: Path):
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     watch = WatchConfig(name="inbox", path=inbox)
@@ -125,7 +125,7 @@ class TestOrderingHold:
 
     def test_folder_strategy_holds_only_behind_its_own_folder(self, tmp_path: Path) -> None:
         """With the bundled mapping plugin: a settling a/part1 holds a/part2, not b/part2."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path, conversation={"by": "folder"})
         plugins = load_plugins((), ())
         a2 = self.queued(store, watch, "a/part2.wav", "folder:w:a", 1.0)
@@ -136,7 +136,7 @@ class TestOrderingHold:
 
     def test_cannot_tell_holds_every_later_part_of_the_watch(self, tmp_path: Path) -> None:
         """No answer (None) keeps the watch-wide hold; only files sorting before are asked."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path)
         plugins = Answers(None)
         row = self.queued(store, watch, "m/part2.wav", "sidecar:w:x", 1.0)
@@ -147,7 +147,7 @@ class TestOrderingHold:
 
     def test_a_failing_hook_holds_and_is_reported_once(self, tmp_path: Path) -> None:
         """A plugin that raises cannot vouch for anything: the part waits; one warning."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path)
         row = self.queued(store, watch, "m/part2.wav", "k", 1.0)
         plugins = Answers(PluginError("'buggy' raised in the hook"))
@@ -165,7 +165,7 @@ class TestOrderingHold:
         """A file still settling has no final mtime yet (cp -p sets it last): it holds a
         part it could share a key with even if its current mtime is newer; a settled file
         being fingerprinted holds only if its mtime sorts before."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path, conversation={"order": "mtime"})
         row = self.queued(store, watch, "m/late.wav", "k", 100.0)
         copying = tmp_path / "m" / "early.wav"

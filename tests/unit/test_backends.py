@@ -16,7 +16,7 @@ from ingestd.lifecycle import State
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import load_plugins
 from ingestd.sandbox import Sandbox
-from ingestd.store import Store
+from ingestd.store import SqliteStore
 from ingestd.testing import IngestdEnv, run_cli
 from ingestd_symbl.client import SymblClient
 from ingestd_symbl.sandbox_backend import SandboxClient
@@ -210,7 +210,7 @@ class TestUnknownJob:
 
     def test_a_forgotten_job_fails_the_recording_with_the_way_out(self, tmp_path: Path) -> None:
         """The core needs no status code: UnknownJob fails the recording, naming `retry`."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         row = store.insert(
             watch="w",
             watch_root="/in",

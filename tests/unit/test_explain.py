@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.sandbox import Sandbox
-from ingestd.store import Store
+from ingestd.store import SqliteStore
 from ingestd.testing import IngestdEnv, run_cli
 
 SPANISH = """\
@@ -90,7 +90,7 @@ class TestExplain:
         database is read without a byte of it, or a journal beside it, being written."""
         ingestd_env.write_config(watch={"conversation": {"by": "folder"}})
         ingestd_env.state_db.parent.mkdir(parents=True)
-        store = Store(ingestd_env.state_db)
+        store = SqliteStore(ingestd_env.state_db)
         store.set_mapping("folder:inbox:weekly", "5815170693595136")
         store.close()
         target = ingestd_env.inbox / "weekly" / "part-2.wav"

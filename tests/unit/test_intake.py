@@ -17,7 +17,7 @@ from ingestd.errors import StoreError
 from ingestd.intake import Intake
 from ingestd.lifecycle import State
 from ingestd.plugins import load_plugins
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 from ingestd.store.sqlite import store_error
 
 
@@ -41,7 +41,7 @@ class FullDisk:
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(intake_module, "STORE_RETRY_INITIAL_SECONDS", 0.1)
-    store = Store(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     watch = WatchConfig(name="inbox", path=inbox)
@@ -168,7 +168,7 @@ class TestRecordedWithItsKey:
     ) -> None:
         """A store that fails after the insert (a full disk) cannot leave a keyless row: no
         write follows the insert, and the hook is asked before anything is written."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         intake, watch, mapping = self.keyed(tmp_path, store)
 
         def no_more_writes(*_: Any, **__: Any) -> None:
@@ -186,7 +186,7 @@ class TestRecordedWithItsKey:
     def test_the_ordering_gate_sees_the_earlier_part_once_recorded(self, tmp_path: Path) -> None:
         """A later part already queued waits for an earlier part from the moment its row
         exists."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         intake, watch, _ = self.keyed(tmp_path, store)
         later = drop(watch, "call/part2.wav", b"b" * 100)
         asyncio.run(intake.settled(watch, later))

@@ -9,12 +9,12 @@ import pytest
 
 from ingestd.daemon import sink_names
 from ingestd.lifecycle import State
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state.db")
+    return SqliteStore(tmp_path / "state.db")
 
 
 def submitted(store: Store, rel: str, conversation_id: str = "c1") -> int:

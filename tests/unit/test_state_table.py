@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.lifecycle import TRANSITIONS, State, TransitionError
-from ingestd.store import RecordingRow, Store
+from ingestd.store import RecordingRow, SqliteStore, Store
 
 ROOT = Path(__file__).parents[2]
 
@@ -63,7 +63,7 @@ EARLIER_PART_HOLDS = {
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state.db")
+    return SqliteStore(tmp_path / "state.db")
 
 
 def in_state(store: Store, state: str, rel: str = "a.wav", key: str | None = None) -> RecordingRow:

@@ -9,12 +9,12 @@ import pytest
 
 from ingestd.errors import StoreError
 from ingestd.lifecycle import State, TransitionError
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state.db")
+    return SqliteStore(tmp_path / "state.db")
 
 
 def add(store: Store, rel: str, key: str | None = None, sha: str | None = None):
@@ -37,7 +37,7 @@ class TestTransitions:
         """A committed transition is visible to a fresh connection (another process)."""
         row = add(store, "a.wav")
         store.transition(row.id, State.PROBED, media={"container": "wav"})
-        other = Store(tmp_path / "state.db")
+        other = SqliteStore(tmp_path / "state.db")
         assert other.get(row.id).state is State.PROBED
         assert other.get(row.id).media == {"container": "wav"}
 
@@ -147,4 +147,4 @@ def test_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "state.db"
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"state\.db"):
-        Store(bad)
+        SqliteStore(bad)

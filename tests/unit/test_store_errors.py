@@ -11,13 +11,13 @@ import pytest
 from ingestd import logging as logging_module
 from ingestd.errors import StoreError
 from ingestd.lifecycle import State
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 from ingestd.store import sqlite as store_module
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "state.db")
+    return SqliteStore(tmp_path / "state.db")
 
 
 def add(store: Store, rel: str):
@@ -71,7 +71,7 @@ class TestLocked:
         """Another process's exclusive lock: a transient error saying the database is locked;
         reads still work (WAL), and writes work again once it is released."""
         monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         row = add(store, "a.wav")
         other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
@@ -114,7 +114,7 @@ class TestCorrupt:
         """Scribbled pages after the header: the start-up check says corrupt, names the
         file, even where the pages a first query reads happen to parse."""
         db = tmp_path / "state.db"
-        store = Store(db)
+        store = SqliteStore(db)
         for i in range(50):
             add(store, f"{i}.wav")
         store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -124,7 +124,7 @@ class TestCorrupt:
         data[page:] = b"\xa5" * (len(data) - page)
         db.write_bytes(bytes(data))
         with pytest.raises(StoreError) as caught:
-            Store(db).check()
+            SqliteStore(db).check()
         message = str(caught.value)
         assert "corrupt" in message or "not a database" in message
         assert str(db) in message

@@ -19,7 +19,7 @@ from ingestd.lifecycle import State
 from ingestd.model import TranscodePlan
 from ingestd.pipeline import DISK_FULL_RECHECK_SECONDS, Pipeline, _write_json_atomically
 from ingestd.plugins import load_plugins
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 from ingestd.transcode import run_plan
 from ingestd_ffmpeg.runner import run_ffprobe
 
@@ -90,7 +90,7 @@ class TestWorkDirectoryFull:
 
 class TestRetryPolicy:
     def pipeline(self, tmp_path: Path) -> tuple[Pipeline, Store, int]:
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         row = store.insert(
             watch="w", watch_root="/in", relpath="a.wav", size_bytes=1, mtime=1.0, sha256="a"
         )

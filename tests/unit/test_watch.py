@@ -17,7 +17,7 @@ from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, Inotify
 
 from ingestd.config import WatchConfig
 from ingestd.configload import DEFAULT_IGNORE
-from ingestd.store import Store
+from ingestd.store import SqliteStore
 from ingestd.watch import Watcher, escape_fs, matches, relpath, scan, unescape_fs
 
 
@@ -58,7 +58,7 @@ class TestNames:
         """The state database takes the escaped name; rows lead back to the real file."""
         watch = watch_of(tmp_path)
         path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/r\xe9union-\xff.wav"))
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         try:
             row = store.insert(
                 watch="w",
