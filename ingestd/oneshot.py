@@ -138,12 +138,12 @@ async def _process(
     from ingestd.intake import Intake
     from ingestd.pipeline import Pipeline
     from ingestd.plugins import load_plugins
-    from ingestd.store import Store
+    from ingestd.store import open_store
 
     db_path = config.state_path or config.work_dir / "state.db"
     lock = StateLock(db_path)
     lock.acquire()  # a daemon on this state would drive our recordings too: refuse
-    store = Store(db_path)
+    store = open_store(db_path)
     try:
         plugins = load_plugins(config.plugins, config.disable_plugins)
         validate_watches(config, plugins)
