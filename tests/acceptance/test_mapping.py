@@ -186,7 +186,7 @@ class TestHoldOnlyWhereTheKeyCouldMatch:
         )
         a, b = ingestd_env.inbox / "a", ingestd_env.inbox / "b"
         a.mkdir()
-        a1 = make_media("a-part1.wav", seconds=20)
+        a1 = make_media("a-part1.wav", seconds=60)  # 48 s of copying at most
         h_a1 = sha256(a1)
         a2, h_a2 = staged(make_media, "a-part2.wav")
         b1, h_b1 = staged(make_media, "b-part1.wav")
@@ -224,7 +224,7 @@ class TestHoldOnlyWhereTheKeyCouldMatch:
         meeting = ingestd_env.inbox / "meeting"
         meeting.mkdir()
         now = time.time()
-        source = make_media("early.wav", seconds=20)
+        source = make_media("early.wav", seconds=40)
         h_early = sha256(source)
         late, h_late = staged(make_media, "late.wav", now - 10 * MINUTE)
         drop(late, meeting, "a-late.wav")
