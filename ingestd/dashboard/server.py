@@ -448,6 +448,13 @@ class DashboardServer:
             url=self.url,
             actions="token" if self.guard.enabled else "off (read-only)",
         )
+        if self.host not in _LOOPBACK and not self.guard.enabled:
+            log.warning(
+                "dashboard_open_to_the_network",
+                url=self.url,
+                action="anyone who reaches this address can read every recording's status and "
+                "transcript; keep it behind a firewall or listen on 127.0.0.1",
+            )
 
     def stop(self) -> None:
         if self._httpd is None:

@@ -139,12 +139,11 @@ def page(browser: Any) -> Iterator[Any]:
 @pytest.fixture
 def screenshot(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Any, str], Path]:
     """Save a page's screenshot as NAME.png, kept small for the README: in a temporary folder,
-    or in docs/screenshots with ``INGESTD_SCREENSHOTS=docs`` (how the README's were made)."""
-    folder = (
-        DOCS_SCREENSHOTS
-        if os.environ.get("INGESTD_SCREENSHOTS") == "docs"
-        else tmp_path_factory.mktemp("screenshots")
-    )
+        in docs/screenshots with ``INGESTD_SCREENSHOTS=docs`` (how the README's were made), or in
+    the folder that variable names."""
+    wanted = os.environ.get("INGESTD_SCREENSHOTS")
+    folder = DOCS_SCREENSHOTS if wanted == "docs" else Path(wanted) if wanted else None
+    folder = folder or tmp_path_factory.mktemp("screenshots")
 
     def take(page: Any, name: str, **kwargs: Any) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -146,13 +146,16 @@ class TestPages:
             expect(page.locator("p.error")).to_contain_text(text)
             assert "Traceback" not in page.content()
 
-    def test_phone_width_keeps_the_page_readable(self, site: Site, browser):
+    def test_phone_width_keeps_the_page_readable(self, site: Site, browser, screenshot):
         context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
         try:
             page = context.new_page()
-            page.goto(site.url + "/recordings")
-            width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 400, f"the history scrolls sideways on a phone ({width}px)"
+            for path in ("/", "/recordings", f"/recordings/{site.ids['weekly-sync.wav']}"):
+                page.goto(site.url + path)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 400, f"{path} scrolls sideways on a phone ({width}px)"
+                name = path.strip("/").replace("/", "-") or "overview"
+                screenshot(page, f"phone-{name}")
         finally:
             context.close()
 
@@ -207,7 +210,7 @@ class TestActions:
         assert any(e["facts"].get("redeliver") == ["files"] for e in detail["timeline"])
         assert api(site, "/api/recordings/999999/redeliver", "POST", **auth)[0] == 404
 
-    def test_queue_page_follows_a_recording_as_it_moves_on(self, site: Site, page):
+    def test_queue_page_follows_a_recording_as_it_moves_on(self, site: Site, page, screenshot):
         site.sandbox.set_options({"job_seconds": 4.0})
         try:
             page.goto(site.url + "/queue")
@@ -217,6 +220,7 @@ class TestActions:
             expect(row).to_be_visible(timeout=MINUTE)  # appears without a reload
             expect(row.locator(".state")).to_have_text("submitted", timeout=MINUTE)
             expect(row).to_contain_text("the Symbl job")
+            screenshot(page, "queue")
             expect(row).to_have_count(0, timeout=MINUTE)  # done: it leaves the queue
             expect(page.locator("p.empty")).to_be_visible()
         finally:

@@ -278,6 +278,50 @@ class TestServer:
         finally:
             stalled.close()
 
+    def test_queue_says_what_each_waits_for_and_shows_upload_progress(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        chain = (State.PROBED, State.TRANSCODED, State.QUEUED, State.SUBMITTING)
+        for name in ("a.wav", "b.wav"):
+            rid = add(store, name)
+            for state in chain:
+                store.transition(rid, state)
+            store.transition(rid, State.SUBMITTED, job_id=f"job-{name}")
+        queued = add(store, "c.wav")
+        uploading = add(store, "d.wav")
+        for state in chain[:3]:
+            store.transition(queued, state)
+        for state in chain:
+            store.transition(uploading, state)
+        path = str(store.get(uploading).path)
+        server = DashboardServer(
+            "127.0.0.1:0",
+            store.path,
+            live=lambda: Live(
+                started_at=time.time(),
+                version="t",
+                job_limit=3,
+                uploads={path: (512 * 1024, 2048 * 1024)},
+            ),
+            actions=Actions(None, lambda: None),
+            guard=Guard(None),
+        )
+        server.start()
+        try:
+            status, _, body = request(f"{server.url}/api/queue")
+            assert status == 200
+            queue = {r["id"]: r for r in json.loads(body)["queue"]}
+            assert queue[queued]["waits_for"] == "a job slot (3 of 3 in use)"
+            assert queue[1]["waits_for"] == "the Symbl job job-a.wav to complete"
+            assert queue[uploading]["upload"] == {
+                "sent_bytes": 512 * 1024,
+                "size_bytes": 2048 * 1024,
+            }
+            _, _, html = request(f"{server.url}/queue")
+            assert "512 KB of 2.0 MB" in html.replace("512.0 KB", "512 KB")
+        finally:
+            server.stop()
+
     def test_last_hour_counts_come_from_samples(self, store: Store, tmp_path: Path) -> None:
         totals = [5.0, 2.0]
         server = DashboardServer(
