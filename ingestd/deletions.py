@@ -28,7 +28,7 @@ import structlog
 
 from ingestd.config import Config
 from ingestd.errors import Permanent, Retryable
-from ingestd.lifecycle import Deletion, State
+from ingestd.lifecycle import PIPELINE, Deletion, State
 from ingestd.logging import redact
 from ingestd.model import EXISTING_CONVERSATION
 from ingestd.registry import Backend
@@ -236,6 +236,7 @@ def cmd_forget(args: Any) -> int:
     cid = args.conversation_id
     keys = store.unmap_conversation(cid)
     store.request_deletion(cid, "forget")
+    busy = [s for s in store.part_states(cid) if s in PIPELINE]
     backend = build_backend(config, load_plugins(config.plugins, config.disable_plugins))
 
     async def delete() -> bool:
@@ -259,6 +260,11 @@ def cmd_forget(args: Any) -> int:
     unmapped = f"; key(s) {', '.join(keys)} no longer map to it" if keys else ""
     what = "deleted at the API" if deleted else "was not at the API (already deleted)"
     print(f"conversation {cid} {what}{unmapped}")
+    if busy:
+        print(
+            f"  {len(busy)} recording(s) of it were still in progress ({', '.join(busy)}): "
+            f"their next request to the API for it fails"
+        )
     return 0
 
 

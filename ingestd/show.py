@@ -65,6 +65,8 @@ def find_recording(config: Config, store: Store, wanted: str) -> tuple[Recording
         candidates.append((watch.name, text))
         if text.startswith(f"{watch.name}/"):
             candidates.append((watch.name, text.removeprefix(f"{watch.name}/")))
+    if absolute is not None:  # processed by `ingestd process` outside every watch
+        candidates.append((f"process:{absolute.parent}", absolute.name))
     for watch_name, rel in candidates:
         latest = store.latest_for_path(watch_name, rel)
         if latest is not None:

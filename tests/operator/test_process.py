@@ -121,9 +121,13 @@ def test_append_to_and_parameters(ingestd_env, sandbox, make_media) -> None:
     """--append-to PUTs into that conversation; --param sets a Symbl parameter."""
     ingestd_env.write_config()
     config = str(ingestd_env.config_path)
-    first = process("--config", config, "--json", str(make_media("one.wav")))
+    one = make_media("one.wav")
+    first = process("--config", config, "--json", str(one))
     assert first.returncode == 0, first.stderr
     cid = json.loads(first.stdout)[0]["conversationId"]
+    shown = run_cli(ingestd_env, "show", str(one), "--json")  # outside every watch
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["api"]["conversation_id"] == cid
     second = process(
         "--config",
         config,
