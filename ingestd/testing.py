@@ -115,6 +115,14 @@ class DaemonProcess:
         )
 
 
+def _as_stored(row: Any) -> dict[str, Any]:
+    values = {**dataclasses.asdict(row), "state": str(row.state)}
+    for column in ("media", "upload_media", "endpoint", "params"):
+        if values[column] is not None:
+            values[column] = json.dumps(values[column], sort_keys=True)
+    return values
+
+
 class IngestdEnv:
     """A throwaway installation: inbox, results, state, config; and its daemon."""
 
@@ -174,8 +182,8 @@ class IngestdEnv:
         return daemon
 
     def rows(self) -> list[dict[str, Any]]:
-        """The recordings, read as `ingestd status --json` would (JSON columns decoded), through
-        a read-only store that is closed at once (an open reader would pin the -shm of a
+        """The recordings table as stored (JSON columns as JSON text), read through a
+        read-only store that is closed at once (an open reader would pin the -shm of a
         database file a test later replaces, and keep the daemon's WAL alive)."""
         from ingestd.errors import StoreError
         from ingestd.store import open_read_only
@@ -185,7 +193,7 @@ class IngestdEnv:
         except StoreError:  # not created yet
             return []
         try:
-            return [{**dataclasses.asdict(r), "state": str(r.state)} for r in store.all()]
+            return [_as_stored(r) for r in store.all()]
         except StoreError:  # created, its tables not yet
             return []
         finally:
