@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from ingestd.testing import drop, run_cli, wait_for
 
 WRAPPER = """\
@@ -152,3 +154,34 @@ def test_event_hooks_hear_every_source_of_change_once_per_end(
     for result in (retried, redelivered):  # the commands say so too, and still succeed
         assert "event_hook_failed" in result.stdout and "loud" in result.stdout
     assert daemon.stop() == 0
+
+
+class TestAfterARestart:
+    @pytest.fixture
+    def sandbox_options(self) -> dict:
+        """Jobs long enough to kill the daemon while one is running."""
+        return {"job_seconds": 4.0, "schedule_seconds": 0.05, "concurrency_limit": 5}
+
+    def test_a_resumed_recording_is_heard_from_where_it_stopped_and_ends_once(
+        self, ingestd_env, sandbox, make_media, tmp_path: Path
+    ) -> None:
+        """Startup recovery is a source of changes like any other: after a SIGKILL while
+        the job runs, the restarted daemon's changes reach the hooks, none is repeated,
+        and the end is heard once."""
+        log = tmp_path / "heard.jsonl"
+        listener = tmp_path / "listener.py"
+        listener.write_text(LISTENER.format(log=str(log)))
+        daemon = ingestd_env.daemon(plugins=[str(listener)]).start()
+        daemon.wait_ready()
+        drop(make_media("a.wav"), ingestd_env.inbox)
+        ingestd_env.wait_states({"a.wav": "submitted"})
+        daemon.kill()
+        restarted = ingestd_env.daemon().start()
+        ingestd_env.wait_states({"a.wav": "done"})
+        wait_for(lambda: heard(log, "a.wav", "done"), 10, "the end to be heard")
+        assert changes(log, "a.wav") == PIPELINE_TO_DONE
+        assert len(heard(log, "a.wav", "done")) == 1
+        after = [(e["old"], e["new"]) for e in heard(log, "a.wav", "state_changed")
+                 if e["pid"] == restarted.process.pid]  # fmt: skip
+        assert after == PIPELINE_TO_DONE[-3:]
+        assert restarted.stop() == 0
