@@ -87,6 +87,7 @@ class DashboardConfig:
 
     listen: str
     token: Secret | None = None
+    allowed_hosts: tuple[str, ...] = ()  # names it is reached by through a reverse proxy
 
 
 @dataclass(frozen=True)

@@ -295,11 +295,13 @@ def _unique_sink_name(
 
 
 def _dashboard(problems: _Problems, data: Mapping[str, Any]) -> DashboardConfig | None:
-    """``dashboard: {listen: HOST:PORT | PORT, token_file: FILE}``; a bare port is loopback."""
+    """``dashboard: {listen: HOST:PORT | PORT, token_file: FILE, allowed_hosts: [NAME]}``; a
+    bare port is loopback."""
     raw = _mapping(problems, data, "dashboard", "")
     if not raw:
         return None
-    problems.unknown_keys(raw, ("listen", "token"), "dashboard")  # token_file arrives as token
+    keys = ("listen", "token", "allowed_hosts")
+    problems.unknown_keys(raw, keys, "dashboard")  # token_file arrives as token
     listen = str(raw.get("listen", ""))
     if listen.isdigit():
         listen = f"127.0.0.1:{listen}"
@@ -310,7 +312,12 @@ def _dashboard(problems: _Problems, data: Mapping[str, Any]) -> DashboardConfig 
     if token is not None and (not isinstance(token, str) or len(token.strip()) < 16):
         problems.add("dashboard.token", "expected a token of at least 16 characters")
         return None
-    return DashboardConfig(listen=listen, token=Secret(token.strip()) if token else None)
+    hosts = _strings(problems, raw, "allowed_hosts", "dashboard", ())
+    return DashboardConfig(
+        listen=listen,
+        token=Secret(token.strip()) if token else None,
+        allowed_hosts=tuple(h.lower() for h in hosts),
+    )
 
 
 def _backends(problems: _Problems, data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -80,7 +80,7 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
         Path(daemon.store.path),
         live=live,
         actions=Actions(config.path, wake),
-        guard=Guard(config.dashboard.token),
+        guard=Guard(config.dashboard.token, config.dashboard.allowed_hosts),
         counters=_counters,
     )
     server.start()

@@ -9,7 +9,8 @@ No token configured = read-only: every action answers 403. With one:
   every form carries a CSRF value derived from it too.
 
 Any POST whose ``Origin`` (or, failing that, ``Referer``) names another host than the one
-asked for is refused with 403: that also stops DNS-rebinding pages on the LAN.
+asked for (or one of ``dashboard.allowed_hosts``, the names a reverse proxy serves it under)
+is refused with 403: that also stops DNS-rebinding pages on the LAN.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class Denied(Exception):
 
 
 class Guard:
-    def __init__(self, token: Secret | None) -> None:
+    def __init__(self, token: Secret | None, allowed_hosts: tuple[str, ...] = ()) -> None:
         self._token = token.reveal().encode() if token else None
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
 
     @property
     def enabled(self) -> bool:
@@ -74,7 +76,11 @@ class Guard:
         if not source:
             return
         host = headers.get("Host", "")
-        if source == "null" or urlsplit(source).netloc.lower() != host.lower():
+        origin = urlsplit(source)
+        if source == "null" or (
+            origin.netloc.lower() != host.lower()
+            and (origin.hostname or "").lower() not in self.allowed_hosts
+        ):
             raise Denied(403, "refused: the request came from another site (Origin check)")
 
     def check_action(self, headers: Mapping[str, str], form: Mapping[str, str]) -> None:

@@ -253,12 +253,13 @@ class DashboardServer:
     # -- routing ---------------------------------------------------------------------------
 
     def check_host(self, host: str) -> None:
-        """On a loopback address, answer only requests made to a loopback name: a page whose
-        DNS name was rebound to 127.0.0.1 sends its own name as Host (DNS rebinding)."""
+        """On a loopback address, answer only requests made to a loopback name or one of
+        ``dashboard.allowed_hosts`` (a reverse proxy's): a page whose DNS name was rebound to
+        127.0.0.1 sends its own name as Host (DNS rebinding)."""
         if self.host not in _LOOPBACK:
             return  # reachable under names we cannot know; the Origin check guards actions
-        name = urlsplit(f"//{host}").hostname or ""
-        if name not in _LOOPBACK:
+        name = (urlsplit(f"//{host}").hostname or "").lower()
+        if name not in _LOOPBACK and name not in self.guard.allowed_hosts:
             raise Denied(403, f"refused: Host {host[:60]!r} is not this loopback dashboard")
 
     def route(

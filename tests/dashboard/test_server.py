@@ -116,6 +116,8 @@ class TestConfig:
         config = parse_config(text, base=tmp_path)
         assert config.dashboard.token == TOKEN
         assert TOKEN not in repr(config)  # a Secret never shows
+        proxied = parse_config(BASE + "dashboard: {listen: 1, allowed_hosts: [Ingestd.Example]}")
+        assert proxied.dashboard.allowed_hosts == ("ingestd.example",)
         monkeypatch.setenv("DASH_TOKEN", TOKEN)
         config = parse_config(BASE + "dashboard: {listen: 1, token: '${DASH_TOKEN}'}\n")
         assert config.dashboard.token == TOKEN
@@ -126,6 +128,7 @@ class TestConfig:
             ("{listen: nowhere}", "dashboard.listen: expected HOST:PORT or PORT"),
             ("{listen: 1, token: short}", "dashboard.token: expected a token of at least 16"),
             ("{listen: 1, tokn: x}", "dashboard.tokn: unknown key; did you mean 'token'?"),
+            ("{listen: 1, allowed_hosts: 3}", "dashboard.allowed_hosts: expected a list"),
         ],
     )
     def test_bad_values_name_the_key(self, section: str, problem: str) -> None:
@@ -226,7 +229,15 @@ class TestServer:
         status, _, html = request(f"{served.url}/api/status", Host="rebound.example:8765")
         assert status == 403 and "Host" in html
         assert request(f"{served.url}/api/status", Host=f"localhost:{served.port}")[0] == 200
-        rid = add(store, "a.wav")
+        served.guard.allowed_hosts = frozenset({"ingestd.example.org"})  # a reverse proxy's name
+        assert request(f"{served.url}/api/status", Host="ingestd.example.org")[0] == 200
+        rid = add(store, "a.wav", State.FAILED, error="boom", failed_from="queued")
+        proxied = {
+            "Host": "ingestd.example.org",
+            "Origin": "https://ingestd.example.org",
+            "Authorization": f"Bearer {TOKEN}",
+        }
+        assert request(f"{served.url}/api/recordings/{rid}/retry", "POST", b"", **proxied)[0] == 200
         status, _, html = request(f"{served.url}/recordings/{rid}?done=Your+token+expired")
         assert status == 200 and "token expired" not in html and 'class="notice"' not in html
 
