@@ -17,6 +17,13 @@ from ingestd import hookimpl
 def ingestd_choose_endpoint(recording, media):
     result = yield
     return result
+
+@hookimpl(wrapper=True)
+def ingestd_transcode_plan(recording, media):
+    plan = yield
+    if recording.path.stem == "boom":
+        raise RuntimeError("no plan for boom")
+    return plan
 """
 
 
@@ -24,14 +31,20 @@ def test_a_standard_pluggy_wrapper_lets_recordings_through(
     ingestd_env, sandbox, make_media, tmp_path: Path
 ) -> None:
     """Issue 11: a ``wrapper=True`` hookimpl on a stage used to fail every recording with
-    "'generator' object has no attribute 'to_dict'"; called through pluggy, it passes."""
+    "'generator' object has no attribute 'to_dict'"; called through pluggy, it passes. A
+    wrapper that raises fails only that recording, naming the plugin and the hook."""
     plugin = tmp_path / "wrapping.py"
     plugin.write_text(WRAPPER)
     daemon = ingestd_env.daemon(plugins=[str(plugin)]).start()
     daemon.wait_ready()
     drop(make_media("call.wav"), ingestd_env.inbox)
     drop(make_media("demo.mp4"), ingestd_env.inbox)
-    ingestd_env.wait_states({"call.wav": "done", "demo.mp4": "done"})
+    drop(make_media("boom.wav"), ingestd_env.inbox)
+    ingestd_env.wait_states({"call.wav": "done", "demo.mp4": "done", "boom.wav": "failed"})
+    (boom,) = [r for r in ingestd_env.rows() if r["relpath"] == "boom.wav"]
+    assert boom["error"] == (
+        "plugin 'wrapping' raised in ingestd_transcode_plan: RuntimeError: no plan for boom"
+    )
     routes = sorted(s["route"] for s in sandbox.submissions() if s["outcome"] == "created")
     assert routes == ["audio", "video"]
     chosen = [e for e in daemon.events() if e.get("new") == "queued"]
