@@ -251,7 +251,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    """Deliver a conversation's latest insights again, to one sink or all of them.
+    """Deliver a conversation's latest insights again, to one sink or all of them; with
+    ``--all``, every done conversation (``--since DATE``: finished since then), e.g. to a
+    sink added after they were done. Sinks are idempotent, so running it twice leaves one
+    copy of each conversation.
 
     Works on the conversation's latest part once its insights are saved: done, or failed
     while delivering (a sink gave up; the hint in its error leads here).
@@ -259,12 +262,34 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     from ingestd.daemon import sink_names
 
     config = _load(args)
+    if bool(args.all) == bool(args.conversation_id):
+        raise UsageError("redeliver takes a CONVERSATION_ID or --all, one of the two")
+    if args.since and not args.all:
+        raise UsageError("--since goes with --all")
+    since = _since(args.since) if args.since else None
     store = _open_store(config)
     sinks = sink_names(config.sinks)
     if args.sink and args.sink not in sinks:
         raise UsageError(
             f"no sink named {args.sink!r} in {config.path} (sinks: {', '.join(sinks)})"
         )
+    targets = [args.sink] if args.sink else sinks
+    transitions = _transitions(config, store)
+    sinks_text = ", ".join(targets)
+    if args.all:
+        from ingestd.backfill import done_conversations
+
+        latest_parts = done_conversations(store, since)
+        for latest in latest_parts:
+            transitions.change(
+                latest, State.DELIVERING, deliveries=targets, facts={"redeliver": targets}
+            )
+        when = f" finished since {_when(since)}" if since is not None else ""
+        print(
+            f"{plural(len(latest_parts), 'done conversation')}{when} queued for redelivery to "
+            f"{sinks_text}; a running daemon delivers them within seconds (else at its start)"
+        )
+        return ExitCode.OK
     parts = store.parts_of(args.conversation_id)
     if not parts:
         raise IngestdError(
@@ -281,13 +306,19 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
             f"({redact(latest.error or 'no error recorded')}); `ingestd retry {latest.id}` "
             f"fetches and delivers them"
         )
-    targets = [args.sink] if args.sink else sinks
-    _transitions(config, store).change(
-        latest, State.DELIVERING, deliveries=targets, facts={"redeliver": targets}
-    )
-    sinks_text = ", ".join(targets)
+    transitions.change(latest, State.DELIVERING, deliveries=targets, facts={"redeliver": targets})
     print(f"conversation {args.conversation_id}: redelivery to {sinks_text} queued (#{latest.id})")
     return ExitCode.OK
+
+
+def _since(text: str) -> float:
+    """``--since``: an ISO date or date and time (local time unless it says its zone)."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: expected a date like 2026-05-01 or 2026-05-01T09:30"
+        ) from None
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -358,9 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("ids", nargs="*", type=int, help="recording ids (default: every failed one)")
     p.set_defaults(func=cmd_retry)
-    p = sub.add_parser("redeliver", help="deliver a conversation again (to one sink or all)")
+    p = sub.add_parser(
+        "redeliver",
+        help="deliver a conversation again, or every done one (--all), to one sink or all",
+    )
     with_config(p)
-    p.add_argument("conversation_id")
+    p.add_argument("conversation_id", nargs="?", help="the conversation to deliver again")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every done conversation (e.g. to backfill a sink added later); idempotent",
+    )
+    p.add_argument(
+        "--since",
+        metavar="DATE",
+        help="with --all: only conversations finished since DATE (2026-05-01[T09:30])",
+    )
     p.add_argument(
         "--sink",
         help="the sink's name: its `name`, else its type (a repeated one gets its position "
