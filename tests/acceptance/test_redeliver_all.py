@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from ingestd.store import Store
+from ingestd.store import open_store
 from ingestd.testing import drop, run_cli, wait_for
 
 
@@ -70,7 +70,7 @@ def test_a_sink_added_later_is_backfilled_once(ingestd_env, sandbox, make_media)
 def test_redeliver_needs_an_id_or_all(ingestd_env) -> None:
     """Neither a conversation id nor --all (or both) is a usage error, exit 2."""
     ingestd_env.write_config()
-    Store(ingestd_env.state_db).close()
+    open_store(ingestd_env.state_db).close()
     assert run_cli(ingestd_env, "redeliver").returncode == 2
     assert run_cli(ingestd_env, "redeliver", "123", "--all").returncode == 2
     assert run_cli(ingestd_env, "redeliver", "123", "--since", "2026-01-01").returncode == 2
