@@ -77,7 +77,7 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
 
     server = DashboardServer(
         config.dashboard.listen,
-        Path(daemon.store.path),
+        daemon.store.reader,
         live=live,
         actions=Actions(config.path, wake),
         guard=Guard(config.dashboard.token, config.dashboard.allowed_hosts),

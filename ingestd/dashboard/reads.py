@@ -1,6 +1,6 @@
 """What the pages and the JSON API show, read from the durable store.
 
-Every read opens its own read-only store (`open_read_only`) in the server's thread: the
+Every read opens its own read-only store (`Store.reader`) in the server's thread: the
 daemon's `Store` belongs to the event loop, and a WAL reader never blocks its writer. What
 only the running process knows (watcher health, which recordings a stage is running for,
 upload progress, the job limit) comes from `Live`, a snapshot the daemon hands over.
@@ -22,7 +22,7 @@ from typing import Any
 
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import redact, redact_secrets
-from ingestd.store import RecordingRow, Store, open_read_only
+from ingestd.store import RecordingRow, Store
 
 PAGE_SIZE = 50
 
@@ -120,13 +120,13 @@ def size(n: int | None) -> str:
 class Reads:
     """The read side of the dashboard: one short read-only connection per call."""
 
-    def __init__(self, state_path: Path, live: Callable[[], Live]) -> None:
-        self.state_path = state_path
+    def __init__(self, open_reader: Callable[[], Store], live: Callable[[], Live]) -> None:
+        self.open_reader = open_reader
         self.live = live
 
     @contextlib.contextmanager
     def _store(self) -> Iterator[Store]:
-        store = open_read_only(self.state_path)
+        store = self.open_reader()
         try:
             yield store
         finally:

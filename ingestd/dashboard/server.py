@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -35,6 +34,7 @@ from ingestd.dashboard.reads import PAGE_SIZE, Live, Reads, duration, size, when
 from ingestd.errors import IngestdError, StoreError
 from ingestd.lifecycle import State
 from ingestd.metrics import parse_listen
+from ingestd.store import Store
 
 log = structlog.get_logger()
 
@@ -191,7 +191,7 @@ class DashboardServer:
 
     Args:
         listen: ``HOST:PORT`` (``dashboard.listen``).
-        state_path: the SQLite store, opened read-only per request.
+        open_reader: opens a read-only store (`Store.reader`), once per request.
         live: returns the daemon's `Live` snapshot; called from server threads.
         actions: retry/redeliver (`Actions`); their access is checked by `guard`.
         guard: the token, CSRF and Origin checks.
@@ -201,7 +201,7 @@ class DashboardServer:
     def __init__(
         self,
         listen: str,
-        state_path: Path,
+        open_reader: Callable[[], Store],
         *,
         live: Callable[[], Live],
         actions: Actions,
@@ -215,7 +215,7 @@ class DashboardServer:
         self._counters = counters
         self._samples: list[tuple[float, float, float]] = []  # (time, 429s, retries)
         self._live = live
-        self.reads = Reads(state_path, self._live_with_counts)
+        self.reads = Reads(open_reader, self._live_with_counts)
         self.templates = _environment()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None

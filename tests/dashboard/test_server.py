@@ -85,7 +85,7 @@ def serve(store: Store, tmp_path: Path, token: str | None) -> DashboardServer:
     woken: list[float] = []
     server = DashboardServer(
         "127.0.0.1:0",
-        store.path,
+        store.reader,
         live=lambda: Live(started_at=time.time(), version="test", job_limit=2, sinks=("files",)),
         actions=Actions(config, lambda: woken.append(time.time())),
         guard=Guard(Secret(token) if token else None),
@@ -307,7 +307,7 @@ class TestServer:
         path = str(store.get(uploading).path)
         server = DashboardServer(
             "127.0.0.1:0",
-            store.path,
+            store.reader,
             live=lambda: Live(
                 started_at=time.time(),
                 version="t",
@@ -337,7 +337,7 @@ class TestServer:
         totals = [5.0, 2.0]
         server = DashboardServer(
             "127.0.0.1:0",
-            store.path,
+            store.reader,
             live=lambda: Live(started_at=time.time(), version="t", job_limit=1),
             actions=Actions(None, lambda: None),
             guard=Guard(None),
