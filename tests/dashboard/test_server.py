@@ -23,7 +23,7 @@ from ingestd.configload import parse_config
 from ingestd.dashboard import DashboardServer, Live
 from ingestd.dashboard.actions import Actions
 from ingestd.dashboard.auth import Guard
-from ingestd.errors import ConfigError, StoreError
+from ingestd.errors import ConfigError, IngestdError, StoreError
 from ingestd.lifecycle import State
 from ingestd.logging import register_secrets
 from ingestd.store import SqliteStore, Store
@@ -332,6 +332,17 @@ class TestServer:
             assert "512 KB of 2.0 MB" in html.replace("512.0 KB", "512 KB")
         finally:
             server.stop()
+
+    def test_a_taken_port_is_one_clear_error(self, store: Store, served: DashboardServer) -> None:
+        second = DashboardServer(
+            f"127.0.0.1:{served.port}",
+            store.reader,
+            live=lambda: Live(started_at=time.time(), version="t", job_limit=1),
+            actions=Actions(None, lambda: None),
+            guard=Guard(None),
+        )
+        with pytest.raises(IngestdError, match=r"dashboard.listen .*: cannot listen"):
+            second.start()
 
     def test_last_hour_counts_come_from_samples(self, store: Store, tmp_path: Path) -> None:
         totals = [5.0, 2.0]
