@@ -128,6 +128,10 @@ def _number(
 
 def _credential(problems: _Problems, data: Mapping[str, Any], key: str, default: str | None) -> Any:
     value = data.get(key, default)
+    if value == "" and default is not None:
+        # The sandbox takes any credentials, so an empty one (the empty credential file
+        # `ingestd install-unit` writes, read through app_secret_file) means its default.
+        value = default
     if not isinstance(value, str) or not value:
         # Never echo the value: it may be a secret typed in the wrong place.
         problems.add(key, "expected a non-empty string")

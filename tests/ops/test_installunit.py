@@ -169,6 +169,46 @@ class TestExampleConfig:
         assert result.returncode == 78, result.stderr
         assert "app_secret" in result.stderr
 
+    @as_root
+    def test_empty_secret_is_fine_for_the_sandbox(self, tmp_path: Path) -> None:
+        """The README's first try: the written config with `base_url: sandbox` and the empty
+        credential file passes `ingestd check`. With the real API the same file is refused,
+        and `check` does not say "ok"."""
+        run("--prefix", str(tmp_path), "--executable", str(EXECUTABLE))
+        etc = tmp_path / "etc/ingestd"
+        config = etc / "ingestd.yaml"
+        for folder in ("recordings", "results"):
+            (tmp_path / folder).mkdir()
+        text = (
+            config.read_text()
+            .replace("/srv/recordings", str(tmp_path / "recordings"))
+            .replace("/srv/results", str(tmp_path / "results"))
+            .replace("metrics:\n  listen:", "# metrics:\n#  listen:")
+        )
+        env = {
+            **os.environ,
+            "CREDENTIALS_DIRECTORY": str(etc),
+            "STATE_DIRECTORY": str(tmp_path / "state"),
+        }
+
+        def check(base_url: str) -> subprocess.CompletedProcess[str]:
+            config.write_text(text.replace("https://api.symbl.ai", base_url))
+            return subprocess.run(
+                [str(EXECUTABLE), "check", "--config", str(config)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+
+        sandbox = check("sandbox")
+        assert sandbox.returncode == 0, sandbox.stderr
+        assert "api: sandbox: credentials accepted" in sandbox.stdout
+        real = check("https://api.symbl.ai")
+        assert real.returncode == 78, real.stderr
+        assert "symbl.app_secret: expected a non-empty string" in real.stderr
+        assert "check: ok" not in real.stdout
+
 
 class TestSiteFolders:
     def test_paths_from_watches_and_files_sinks(self, monkeypatch) -> None:

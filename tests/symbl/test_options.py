@@ -51,6 +51,12 @@ class TestDefaults:
         assert options.sandbox == SandboxSettings(port=8099, job_seconds=0.5)
         assert options.sandbox.concurrency_limit is None
 
+    def test_empty_credentials_are_the_sandbox_defaults(self) -> None:
+        """The sandbox takes any credentials: an empty one (an empty credential file) is its
+        default, not an error."""
+        options = from_mapping({"base_url": "sandbox", "app_id": "", "app_secret": ""})
+        assert (options.app_id, options.app_secret) == ("sandbox", "sandbox")
+
     def test_numbers_are_converted(self) -> None:
         """Integral floats become ints and ints become floats where the key wants them."""
         options = from_mapping({"base_url": "sandbox", "max_retries": 3.0, "poll_max_seconds": 2})
