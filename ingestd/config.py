@@ -47,7 +47,7 @@ class WatchConfig:
     name: str
     path: Path
     create: bool = False  # create a missing folder at start, instead of refusing to start
-    patterns: tuple[str, ...] = ("*.wav", "*.mp3", "*.mp4", "*.m4a", "*.mov")
+    patterns: tuple[str, ...] = ("*.wav", "*.mp3", "*.mp4", "*.m4a", "*.mov", "*.flac")
     ignore: tuple[str, ...] = ()
     recursive: bool = True
     settle_seconds: float = 5.0

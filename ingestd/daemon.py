@@ -107,6 +107,10 @@ def validate_watches(config: Config, plugins: Plugins) -> None:
         raise ConfigError(locate(config, problems))
 
 
+STATUS_SECONDS = 1.0
+"""How often the STATUS= line is recomputed; it is sent only when it changed."""
+
+
 def _heartbeat_seconds() -> float:
     """WATCHDOG=1 every WatchdogSec/2 under systemd; the /health heartbeat otherwise."""
     return systemd.watchdog_interval_seconds() or 10.0
@@ -241,7 +245,10 @@ class Daemon:
         self._spawn(self._periodic_rescan())
         self._spawn(self._heartbeat())
         self._spawn(self.aftermath.run())
-        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+        status = self._status_line()
+        systemd.notify("READY=1", f"STATUS={status}")
+        if systemd.notify_socket():
+            self._spawn(self._status_updates(status))
         self.health.ready()
         log.info("daemon_ready")
         try:
@@ -415,6 +422,16 @@ class Daemon:
                 log.error("watcher_dead", watches=dead, action="systemd will restart the daemon")
                 continue
             systemd.notify("WATCHDOG=1", f"STATUS={self._status_line()}")
+
+    async def _status_updates(self, sent: str) -> None:
+        """STATUS= as soon as the counts change (looked at every second), so `systemctl
+        status` is never a watchdog interval behind."""
+        while True:
+            await asyncio.sleep(STATUS_SECONDS)
+            line = self._status_line()
+            if line != sent:
+                systemd.notify(f"STATUS={line}")
+                sent = line
 
     def _status_line(self) -> str:
         try:

@@ -176,7 +176,9 @@ def install_unit(args: argparse.Namespace) -> int:
         dropin=target.dropin,
         secret=Path(target.secret).name,
         state_dir=target.state_dir,
-        suffix=f"/{instance}" if instance else "",
+        # siblings, not sub-folders: ingestd.service's recursive watch of /srv/recordings
+        # must not pick up an instance's files too
+        suffix=f"-{instance}" if instance else "",
         metrics_comment="# " if instance else "",
     )
     config_file = target.path(target.config)

@@ -10,9 +10,14 @@ import os
 import socket
 
 
+def notify_socket() -> str | None:
+    """$NOTIFY_SOCKET: where systemd listens, None when not started by systemd."""
+    return os.environ.get("NOTIFY_SOCKET") or None
+
+
 def notify(*lines: str) -> bool:
     """Send ``KEY=VALUE`` lines to $NOTIFY_SOCKET; False when there is none."""
-    address = os.environ.get("NOTIFY_SOCKET")
+    address = notify_socket()
     if not address:
         return False
     if address.startswith("@"):  # abstract namespace

@@ -128,8 +128,21 @@ class TestInstall:
         assert "/etc/ingestd}/sales.symbl_app_secret" in text
         assert "# metrics:" in text, "instances would fight over one metrics port"
         dropin = tmp_path / "etc/systemd/system/ingestd@sales.service.d/10-paths.conf"
-        assert "ReadWritePaths=/srv/recordings/sales\n" in dropin.read_text()
+        assert "ReadWritePaths=/srv/recordings-sales\n" in dropin.read_text()
         assert "systemctl enable --now ingestd@sales\n" in out
+
+    def test_examples_of_unit_and_instance_do_not_overlap(self, tmp_path: Path) -> None:
+        """ingestd.service watches /srv/recordings recursively: an instance's example folders
+        must lie beside it, not inside, or both daemons would submit the same files."""
+        run("--prefix", str(tmp_path), "--executable", str(EXECUTABLE))
+        run("--prefix", str(tmp_path), "--instance", "sales", "--executable", str(EXECUTABLE))
+        etc = tmp_path / "etc/ingestd"
+        main = site_folders((etc / "ingestd.yaml").read_text(), etc)
+        sales = site_folders((etc / "sales.yaml").read_text(), etc)
+        assert main and sales
+        for a in main:
+            for b in sales:
+                assert not Path(a).is_relative_to(b) and not Path(b).is_relative_to(a), (a, b)
 
 
 class TestExampleConfig:

@@ -142,6 +142,28 @@ class TestNotifyProtocol:
         after = [line for _, m in notify_socket.messages[stopping + 1 :] for line in m]
         assert "WATCHDOG=1" not in after and "READY=1" not in after
 
+    def test_status_follows_the_counts_between_watchdog_pings(
+        self, ingestd_env, make_media, notify_socket: NotifySocket
+    ) -> None:
+        """With WatchdogSec=60 (a ping every 30 s), STATUS= still shows a finished recording
+        within seconds: it is sent when the counts change, not only with WATCHDOG=1."""
+        daemon = ingestd_env.daemon()
+        daemon.env["NOTIFY_SOCKET"] = notify_socket.path
+        daemon.env["WATCHDOG_USEC"] = "60000000"
+        daemon.env.pop("WATCHDOG_PID", None)
+        daemon.start()
+        wait_for(lambda: notify_socket.first("READY=1") is not None, 30, "READY=1")
+        drop(make_media("one.wav", seconds=1), ingestd_env.inbox)
+        ingestd_env.wait_states({"one.wav": "done"})
+
+        def shows_done() -> bool:
+            statuses = [s for s in notify_socket.lines() if s.startswith("STATUS=")]
+            return status_counts(statuses[-1]).get("done") == 1
+
+        wait_for(shows_done, 5, "a STATUS= line counting 1 done")
+        assert notify_socket.first("WATCHDOG=1") is None, "no ping yet: the status came alone"
+        assert daemon.stop() == 0
+
 
 class TestWatchdogInterval:
     def test_half_of_watchdog_usec(self, monkeypatch) -> None:

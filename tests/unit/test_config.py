@@ -53,6 +53,12 @@ class TestGoodConfig:
         config = parse_config(text, base=tmp_path)
         assert config.symbl["app_secret"] == "from-a-file"
 
+    def test_default_patterns_take_flac(self, tmp_path: Path) -> None:
+        """A watch without `patterns` takes flac, which Symbl's audio endpoint accepts."""
+        (tmp_path / "c.yaml").write_text(GOOD.replace("${TEST_SECRET}", "x"))
+        patterns = load_config(tmp_path / "c.yaml").watches[0].patterns
+        assert {"*.wav", "*.mp3", "*.mp4", "*.m4a", "*.mov", "*.flac"} <= set(patterns)
+
     def test_default_ignores_cover_temporary_files(self) -> None:
         """Editor and sync-tool temporary files are ignored without configuration."""
         config = parse_config(GOOD.replace("${TEST_SECRET}", "x"))
