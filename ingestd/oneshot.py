@@ -40,6 +40,9 @@ from ingestd.logging import redact
 from ingestd.model import EXISTING_CONVERSATION, Insights
 from ingestd.store import RecordingRow
 
+INTERRUPTED = 130
+"""Exit code after Ctrl-C or SIGINT, as a shell reports a command killed by SIGINT."""
+
 SANDBOX_NOTE = (
     "ingestd: using the embedded Symbl sandbox (no account, nothing leaves this machine; "
     "its transcripts are made up from the file's bytes)"
@@ -117,7 +120,16 @@ def cmd_process(args: argparse.Namespace) -> int:
 
             config = _load(args)
         register_config_secrets(config)
-        return asyncio.run(_process(config, args, params, sandbox=args.sandbox))
+        try:
+            return asyncio.run(_process(config, args, params, sandbox=args.sandbox))
+        except KeyboardInterrupt:
+            again = (
+                "what was sent is recorded: the same command finishes it without uploading it again"
+                if not args.sandbox
+                else "nothing was kept (--sandbox)"
+            )
+            print(f"\ningestd: interrupted; {again}", file=sys.stderr)
+            return INTERRUPTED
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -174,3 +174,26 @@ def test_bad_files_exit_1_with_the_daemons_message(ingestd_env, sandbox, make_me
     missing = process("--sandbox", str(elsewhere / "nope.wav"))
     assert missing.returncode == 1 and "no such file" in missing.stderr
     assert run_cli(ingestd_env, "status").returncode == 0
+
+
+def test_interrupted_run_resumes_without_uploading_again(ingestd_env, sandbox, make_media) -> None:
+    """SIGINT while the job runs: exit 130 saying the work is recorded; the same command
+    then finishes it from the stored job, with no second upload."""
+    import signal
+
+    ingestd_env.write_config()
+    sandbox.set_options({"job_seconds": 6})  # kept by that job: the resumed run waits it out
+    media = make_media("long.wav")
+    args = [sys.executable, "-m", "ingestd.cli", "process"]
+    args += ["--config", str(ingestd_env.config_path), "--json", str(media)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: created(sandbox), 60, "the upload")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; what was sent is recorded" in stderr
+    sandbox.set_options({"job_seconds": 0.2})
+    again = process("--config", str(ingestd_env.config_path), "--json", str(media))
+    assert again.returncode == 0, again.stderr
+    assert len(created(sandbox)) == 1, "not uploaded again"
+    assert json.loads(again.stdout)[0]["conversationId"] == created(sandbox)[0]["conversationId"]
