@@ -360,7 +360,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     sandbox = Sandbox(options)
 
     def ready(url: str) -> None:
-        print(f"Symbl sandbox on {url} (app id {args.app_id!r}); Ctrl-C stops", flush=True)
+        print(
+            f"Symbl sandbox on {url} (app id {args.app_id!r}); its insights are made up "
+            "(sentences derived from each upload's bytes), not transcripts; Ctrl-C stops",
+            flush=True,
+        )
 
     signal.signal(signal.SIGTERM, lambda *_: sandbox.stop())
     sandbox.serve_forever(args.host, args.port, ready=ready)

@@ -210,6 +210,9 @@ class Result:
     parts: tuple[Recording, ...]
     insights: Insights
     previous: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notice: str | None = None
+    """Said with the results, when the backend has something a reader must know about
+    them (the sandbox's are made up, not transcripts); None for a real service."""
 
     @property
     def conversation_id(self) -> str:

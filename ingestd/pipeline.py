@@ -536,6 +536,7 @@ class Pipeline:
             parts=parts,
             insights=insights,
             previous=self.store.previous_receipts(row.conversation_id),
+            notice=getattr(self.backend, "insights_notice", None),
         )
         now = time.time()
         pending = [d for d in self.store.deliveries(row.id) if d["state"] == "pending"]

@@ -75,6 +75,8 @@ class Backend(Protocol):
       verified (``"https://api.example.com: credentials accepted"``) or raises an
       `IngestdError` saying what is wrong in the service's terms (host unknown, credentials
       refused).
+    - ``insights_notice: str``: what a reader of this backend's insights must be told
+      (an emulator's are made up); sinks show it with the results (`Result.notice`).
     """
 
     name: str

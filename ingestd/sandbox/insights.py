@@ -63,6 +63,8 @@ class PartSource:
     size: int | None = None
     url: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    """How long the upload plays (None: unknown); the part's messages then span exactly that."""
 
     @property
     def marker(self) -> str:
@@ -201,7 +203,23 @@ def build_part(
             )
         )
         offset += duration + MESSAGE_GAP_SECONDS
+    if source.seconds:
+        _fit(messages, start, source.seconds)
     return Part(index=index, source=source, messages=messages, speakers=speakers)
+
+
+def _fit(messages: list[Message], start: float, seconds: float) -> None:
+    """Stretch or squeeze the messages' timing so the part lasts `seconds`, like its media."""
+    natural = messages[-1].time_offset + messages[-1].duration - start
+    if natural <= 0:
+        return
+    factor = seconds / natural
+    for m in messages:
+        m.time_offset = round(start + (m.time_offset - start) * factor, 6)
+        m.duration = round(m.duration * factor, 6)
+        m.words = [(w, round(o * factor, 6), round(d * factor, 6), c) for w, o, d, c in m.words]
+    last = messages[-1]
+    last.duration = round(start + seconds - last.time_offset, 6)  # ends exactly on time
 
 
 def _sentences(
@@ -232,10 +250,10 @@ def _sentences(
         ("follow_up", FOLLOW_UP),
     ):
         facts = slots()
-        body.append((kind, template.format(**facts), facts, round(rng.uniform(-0.2, 0.3), 3)))
+        body.append((kind, template.format(**facts), facts, round(rng.uniform(-0.2, 0.3), 6)))
     rng.shuffle(body)
     # Jitter every polarity a little so scores are not all equal.
-    body = [(k, t, f, round(p + rng.uniform(-0.1, 0.1), 3)) for k, t, f, p in body]
+    body = [(k, t, f, round(p + rng.uniform(-0.1, 0.1), 6)) for k, t, f, p in body]
     marker = ("marker", source.marker, {}, 0.0)
     return [marker, *body, *_extras(source.params)]
 

@@ -166,7 +166,9 @@ def submit_file(sb: Sandbox, req: Handler, match: re.Match[str]) -> None:
         sub.note(outcome="aborted", error=str(exc))
         return
     sub.note(size=digest.size, sha256=digest.sha256)
-    source = PartSource("", sha256=digest.sha256, size=digest.size, params=params)
+    source = PartSource(
+        "", sha256=digest.sha256, size=digest.size, params=params, seconds=digest.seconds
+    )
     sub.create(conversation_id, source, uploads.media_problem(route, content_type, digest.head))
 
 

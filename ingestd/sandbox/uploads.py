@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ingestd.sandbox.duration import Window, media_seconds
+
 CHUNK_BYTES = 1 << 20
 HEAD_BYTES = 64
 
@@ -34,6 +36,8 @@ class Digest:
     size: int
     sha256: str
     head: bytes
+    seconds: float | None = None
+    """How long the media plays, from its header (`ingestd.sandbox.duration`), if known."""
 
 
 class Truncated(Exception):
@@ -47,6 +51,7 @@ def read_streaming(stream: BinaryIO, length: int, chunk_bytes: int = CHUNK_BYTES
     """
     digest = hashlib.sha256()
     head = b""
+    window = Window()
     got = 0
     while got < length:
         try:
@@ -58,8 +63,10 @@ def read_streaming(stream: BinaryIO, length: int, chunk_bytes: int = CHUNK_BYTES
         if len(head) < HEAD_BYTES:
             head += chunk[: HEAD_BYTES - len(head)]
         digest.update(chunk)
+        window.feed(chunk)
         got += len(chunk)
-    return Digest(size=got, sha256=digest.hexdigest(), head=head)
+    seconds = media_seconds(window, got)
+    return Digest(size=got, sha256=digest.hexdigest(), head=head, seconds=seconds)
 
 
 def discard(stream: BinaryIO, length: int) -> bool:

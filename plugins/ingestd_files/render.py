@@ -58,6 +58,7 @@ def to_json(result: Result, *, generated_at: datetime | None = None) -> str:
     data = {
         "ingestd": {
             "name": result.name,
+            **({"notice": result.notice} if result.notice else {}),
             "conversation_id": result.conversation_id,
             "parts": [
                 {"relpath": p.relpath, "sha256": p.sha256, "size_bytes": p.size_bytes}
@@ -96,6 +97,8 @@ def to_markdown(result: Result) -> str:
     insights = result.insights
     lines = transcript(insights.messages)
     blocks = [f"# {md_escape(result.name) or md_escape(result.conversation_id) or 'Conversation'}"]
+    if result.notice:
+        blocks.append(f"> **Note:** {md_escape(result.notice)}.")
     facts = [f"- Conversation: {md_escape(result.conversation_id)}"]
     if date := part_date(result):
         facts.append(f"- Date: {date}")

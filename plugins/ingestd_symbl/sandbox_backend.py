@@ -21,6 +21,12 @@ from ingestd_symbl.options import SymblOptions, from_mapping
 
 log = structlog.get_logger()
 
+INSIGHTS_NOTICE = (
+    "the ingestd sandbox, an emulator of the Symbl API, made these insights up: sentences "
+    "derived from the upload's bytes, not a transcript of what was said"
+)
+"""Shown with results made from the sandbox (`Result.notice`), in `check` and at start."""
+
 HOST = "127.0.0.1"
 """Loopback only: the sandbox accepts the well-known "sandbox" credentials."""
 
@@ -52,6 +58,7 @@ class SandboxClient(SymblClient):
 
         super().__init__(options, base_url=url, name="sandbox", on_close=stop)
         self.sandbox = sandbox
+        self.insights_notice = INSIGHTS_NOTICE
 
     async def check(self) -> str:
         """What `SymblClient.check` proves, and that what this emulator returns is made up."""
@@ -74,7 +81,12 @@ def start_sandbox_backend(options: SymblOptions) -> SandboxClient:
             f"symbl.sandbox.port: cannot listen on {HOST}:{options.sandbox.port}: "
             f"{exc.strerror or exc}; choose another port or 0 for any free one"
         ) from None
-    log.info("sandbox_started", url=url, job_seconds=options.sandbox.job_seconds)
+    log.info(
+        "sandbox_started",
+        url=url,
+        job_seconds=options.sandbox.job_seconds,
+        note=INSIGHTS_NOTICE,
+    )
     return SandboxClient(options, sandbox, url)
 
 

@@ -70,3 +70,39 @@ def test_retry_of_a_forgotten_first_part_posts_a_new_conversation(ingestd_env, m
     ingestd_env.wait_states({"meeting/part1.wav": "done"})
     assert ingestd_env.rows()[0]["conversation_id"] != forgotten
     assert restarted.stop() == 0
+
+
+def test_made_up_insights_are_flagged_and_timed_to_the_media(ingestd_env, make_media) -> None:
+    """Where a user meets the sandbox's insights they are flagged as made up: the daemon's
+    start, the Markdown header, the JSON; and a 3 s recording gives a 3 s conversation."""
+    import json
+
+    daemon = ingestd_env.daemon(  # credentials other than the word "sandbox", which is masked
+        symbl={"base_url": "sandbox", "app_id": "demo-app", "app_secret": "demo-secret-42"},
+    ).start()
+    daemon.wait_ready()
+    started = next(e for e in daemon.events() if e["event"] == "sandbox_started")
+    assert "made these insights up" in started["note"]
+    drop(make_media("three.wav", seconds=3), ingestd_env.inbox)
+    ingestd_env.wait_states({"three.wav": "done"})
+    markdown = next(ingestd_env.results.rglob("transcript.md")).read_text()
+    title, note = markdown.splitlines()[0], markdown.split("\n\n")[1]
+    assert title == "# three"
+    assert note.startswith("> **Note:** the ingestd sandbox, an emulator of the Symbl API, made")
+    assert "not a transcript of what was said" in note
+    assert "- Duration: 00:03" in markdown
+    data = json.loads(next(ingestd_env.results.rglob("insights.json")).read_text())
+    assert "made these insights up" in data["ingestd"]["notice"]
+    assert daemon.stop() == 0
+
+
+def test_results_from_a_real_service_carry_no_notice(ingestd_env, sandbox, make_media) -> None:
+    """The notice comes from the backend: the symbl client (here against a sandbox URL, as a
+    stand-in for the real API) has none."""
+    daemon = ingestd_env.daemon().start()
+    daemon.wait_ready()
+    drop(make_media("plain.wav"), ingestd_env.inbox)
+    ingestd_env.wait_states({"plain.wav": "done"})
+    markdown = next(ingestd_env.results.rglob("transcript.md")).read_text()
+    assert "**Note:**" not in markdown
+    assert daemon.stop() == 0
