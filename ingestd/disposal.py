@@ -366,6 +366,18 @@ class Disposals:
         log.warning("after_held", recording_id=row.id, path=row.relpath, reason=detail)
 
 
+def _make_folders(folder: Path) -> None:
+    """Create `folder` and its missing parents, each entry fsynced into its parent, so the
+    path to a target survives a power cut as the target itself does."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        _fsync_folder(created.parent)
+
+
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
     _fsync_folder(path.parent)
@@ -373,7 +385,7 @@ def _remove(path: Path) -> None:
 
 def _make_one(row: RecordingRow, source: Path, target: Path) -> Path | None:
     """Make `target` hold the recording's bytes; None when the name is someone else's."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(target.parent)
     for stale in target.parent.glob(f".{glob_escape(target.name)}.*{TEMP_SUFFIX}"):
         stale.unlink(missing_ok=True)  # a copy a crash interrupted
     if same_bytes(target, row):
