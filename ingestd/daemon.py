@@ -26,7 +26,7 @@ import structlog
 
 from ingestd import systemd
 from ingestd.aftermath import Aftermath
-from ingestd.backends import build_backend, job_limit
+from ingestd.backends import build_backend, job_limit, validate_backend_choice
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, StoreError
@@ -298,6 +298,7 @@ class Daemon:
             new = load_config(old.path)
             register_config_secrets(new)  # a new webhook URL is masked like the old one
             validate_watches(new, self.plugins)
+            validate_backend_choice(new, self.plugins)  # a mistyped section is no backend's
             prepare_folders(new)
             sinks = build_sinks(new, self.plugins) if new.sinks != old.sinks else self.sinks
         except ConfigError as exc:

@@ -4,6 +4,8 @@ optional parts of the Backend contract the core asks for by name."""
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from ingestd.pipeline import Pipeline
 from ingestd.plugins import load_plugins
 from ingestd.sandbox import Sandbox
 from ingestd.store import SqliteStore
-from ingestd.testing import IngestdEnv, run_cli
+from ingestd.testing import IngestdEnv, run_cli, wait_for
 from ingestd_symbl.client import SymblClient
 from ingestd_symbl.sandbox_backend import SandboxClient
 from tests.symbl.conftest import make_client
@@ -230,3 +232,28 @@ class TestUnknownJob:
         assert after.error.startswith("the API does not know job j1 any more")
         assert f"`ingestd retry {row.id}`" in after.error
         store.close()
+
+
+class TestReload:
+    def test_a_mistyped_section_on_reload_keeps_the_running_config(
+        self, ingestd_env: IngestdEnv
+    ) -> None:
+        """SIGHUP with an unknown top-level section: refused with a did-you-mean, like at
+        start-up, and the daemon goes on with what it had."""
+        daemon = ingestd_env.daemon()
+        daemon.start().wait_ready()
+        config = ingestd_env.config()
+        config["pipline"] = {"max_attempts": 3}
+        ingestd_env.config_path.write_text(json.dumps(config))
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGHUP)
+        failed = wait_for(
+            lambda: [e for e in daemon.events() if e.get("event") == "config_reload_failed"],
+            30,
+            "config_reload_failed",
+        )
+        assert any(
+            p.endswith("pipline: unknown key; did you mean 'pipeline'?")
+            for p in failed[0]["problems"]
+        )
+        assert daemon.stop() == 0
