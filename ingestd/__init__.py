@@ -86,9 +86,11 @@ PUBLIC_MODULES = (
     "ingestd.mediagen",
     "ingestd.executables",
     "ingestd.progress",
+    "ingestd.timeline",
 )
 """Modules a plugin may import besides the names in ``__all__`` (`ingestd.progress`: the
-bytes of an upload sent so far, which a backend reports for the dashboard)."""
+bytes of an upload sent so far, which a backend reports for the dashboard; `ingestd.timeline`:
+a transcript's messages as timed, attributed lines, for sinks and the dashboard)."""
 
 __all__ = [
     "AS_IS",

@@ -410,7 +410,7 @@ def _insights(path: str | None) -> dict[str, Any] | None:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    from ingestd_files.timeline import clock, person, plain, transcript  # the files sink's
+    from ingestd.timeline import clock, person, plain, transcript
 
     def items(kind: str, who: str) -> list[dict[str, str]]:
         out = []

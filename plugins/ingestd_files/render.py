@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingestd import Recording, Result
-from ingestd_files.timeline import (
+from ingestd.timeline import (
     Line,
     clock,
     cues,

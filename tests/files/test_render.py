@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from ingestd.model import Insights
+from ingestd.timeline import clock, subtitle_timestamp
 from ingestd_files.render import md_escape, to_json, to_markdown, to_srt, to_txt, to_vtt
-from ingestd_files.timeline import clock, subtitle_timestamp
 from tests.files.fixtures import CONVERSATION_ID, insights, message, result
 
 MARKDOWN = """\
