@@ -8,7 +8,6 @@ message shown; their one-line errors become 4xx answers. One action at a time.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import threading
@@ -38,24 +37,31 @@ class Actions:
         self._lock = threading.Lock()
 
     def retry(self, recording_id: int) -> str:
-        from ingestd.commands import cmd_retry
-
-        return self._run(cmd_retry, ids=[recording_id])
+        return self._run("retry", [], [str(recording_id)])
 
     def redeliver(self, conversation_id: str, sink: str | None) -> str:
-        from ingestd.commands import cmd_redeliver
+        return self._run("redeliver", ["--sink", sink] if sink else [], [conversation_id])
 
-        return self._run(cmd_redeliver, conversation_id=conversation_id, sink=sink or None)
+    def _run(self, command: str, options: list[str], positionals: list[str]) -> str:
+        """``ingestd COMMAND --config CONFIG OPTIONS -- POSITIONALS``, parsed by the CLI's own
+        parser (so every option gets its default) and run in this thread; not
+        `commands.main`, which sets signal handlers (the daemon's, and main-thread only)."""
+        from ingestd.commands import UsageError, build_parser
 
-    def _run(self, command: Callable[[argparse.Namespace], int], **arguments: object) -> str:
         if self.config_path is None:
             raise ActionFailed(503, "actions need the daemon started with --config")
+        argv = [command, "--config", str(self.config_path), *options, "--", *positionals]
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:  # argparse refused it (and printed why to stderr)
+            raise ActionFailed(400, f"ingestd {command} refused these arguments") from None
         out = io.StringIO()
-        args = argparse.Namespace(config=self.config_path, **arguments)
         with self._lock:
             try:
                 with contextlib.redirect_stdout(out):
-                    code = command(args)
+                    code = args.func(args)
+            except UsageError as exc:
+                raise ActionFailed(400, redact(str(exc))) from None
             except ConfigError as exc:
                 raise ActionFailed(400, redact("; ".join(exc.problems))) from None
             except IngestdError as exc:
