@@ -14,18 +14,20 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ingestd import executables
+from ingestd import executables, progress
 from ingestd.errors import DiskFull, Permanent, Retryable
 from ingestd.model import TranscodePlan
 
 DEFAULT_TIMEOUT_SECONDS = 3600.0
 _STDERR_TAIL = 4000
 _NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as ffmpeg prints it
+_STATS_TIME = re.compile(rb"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)")  # ffmpeg's stats line
 
 
 def output_path(work_dir: Path, recording_id: int, plan: TranscodePlan) -> Path:
@@ -62,7 +64,7 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
     except OSError as exc:
         raise executables.cannot_run(argv[0], exc) from None
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+        stderr = await asyncio.wait_for(_stderr_until_exit(process, source), timeout)
     except TimeoutError:
         _kill(process)
         await process.wait()
@@ -74,6 +76,8 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
             await asyncio.shield(process.wait())
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        progress.transcode_ended(source)
     text = stderr.decode(errors="replace")
     if process.returncode != 0 or _NO_SPACE in text:
         partial.unlink(missing_ok=True)
@@ -91,6 +95,21 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
             raise _disk_full(output.parent, "while saving the transcoded file") from None
         raise
     return output
+
+
+async def _stderr_until_exit(process: asyncio.subprocess.Process, source: Path) -> bytes:
+    """ffmpeg's whole stderr once it exits, noting each ``time=`` of its stats lines on the
+    way (`ingestd.progress`, for the dashboard's queue)."""
+    assert process.stderr is not None
+    text = bytearray()
+    while chunk := await process.stderr.read(1 << 16):
+        text += chunk
+        times = _STATS_TIME.findall(chunk)
+        if times:
+            hours, minutes, seconds = times[-1]
+            progress.transcode_at(source, int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+    await process.wait()
+    return bytes(text)
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

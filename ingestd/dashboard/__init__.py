@@ -70,6 +70,7 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
             running=frozenset(list(daemon._active)),
             settling=len(daemon.settler),
             uploads=progress.uploads(),
+            transcodes=progress.transcodes(),
         )
 
     def wake() -> None:

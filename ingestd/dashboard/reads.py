@@ -79,6 +79,7 @@ class Live:
     running: frozenset[int] = frozenset()  # recordings a stage is running for now
     settling: int = 0
     uploads: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # path -> sent, size
+    transcodes: Mapping[str, float] = field(default_factory=dict)  # source -> media seconds done
     api_429_last_hour: int = 0
     retries_last_hour: int = 0
     actions_enabled: bool = False
@@ -192,6 +193,11 @@ class Reads:
             if row.state is State.SUBMITTING and upload:
                 sent, total = upload
                 item["upload"] = {"sent_bytes": sent, "size_bytes": total}
+            done = live.transcodes.get(str(row.path))
+            item["transcode"] = None
+            if row.state is State.PROBED and done is not None:
+                length = (row.media or {}).get("duration_seconds")
+                item["transcode"] = {"done_seconds": round(done, 1), "duration_seconds": length}
             out.append(item)
         return out
 

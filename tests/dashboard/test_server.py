@@ -305,6 +305,9 @@ class TestServer:
         for state in chain:
             store.transition(uploading, state)
         path = str(store.get(uploading).path)
+        transcoding = add(store, "e.wav")
+        store.transition(transcoding, State.PROBED, media={"duration_seconds": 60.0})
+        source = str(store.get(transcoding).path)
         server = DashboardServer(
             "127.0.0.1:0",
             store.reader,
@@ -313,6 +316,7 @@ class TestServer:
                 version="t",
                 job_limit=3,
                 uploads={path: (512 * 1024, 2048 * 1024)},
+                transcodes={source: 15.0},
             ),
             actions=Actions(None, lambda: None),
             guard=Guard(None),
@@ -320,7 +324,7 @@ class TestServer:
         server.start()
         try:
             status, _, body = request(f"{server.url}/api/queue")
-            assert status == 200
+            assert status == 200, body
             queue = {r["id"]: r for r in json.loads(body)["queue"]}
             assert queue[queued]["waits_for"] == "a job slot (3 of 3 in use)"
             assert queue[1]["waits_for"] == "the Symbl job job-a.wav to complete"
@@ -328,8 +332,13 @@ class TestServer:
                 "sent_bytes": 512 * 1024,
                 "size_bytes": 2048 * 1024,
             }
+            assert queue[transcoding]["transcode"] == {
+                "done_seconds": 15.0,
+                "duration_seconds": 60.0,
+            }
             _, _, html = request(f"{server.url}/queue")
             assert "512 KB of 2.0 MB" in html.replace("512.0 KB", "512 KB")
+            assert "15 s of 1 min 0 s of the media transcoded" in html
         finally:
             server.stop()
 
