@@ -4,6 +4,9 @@ find: the ``ingestd`` entry-point group (sorted, for a deterministic order) plus
 ``.py`` files named in the config. load: each in its own try, so one broken plugin is
 reported by name and the rest still load. register: into one pluggy manager, then
 `check_pending` so a misspelt hook name is an error rather than silently never called.
+call: always through pluggy's hook caller (`Plugins.call_first`, `call_all`, `notify`), so
+wrappers and ordering work as pluggy documents, with the answering or raising plugin still
+named (`ingestd.hookcall`).
 """
 
 from __future__ import annotations
