@@ -28,6 +28,7 @@ from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
 from ingestd.folders import missing_now
 from ingestd.lifecycle import PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import configure, redact, register_config_secrets, register_secrets
+from ingestd.wording import plural
 
 
 class ExitCode(IntEnum):
@@ -41,11 +42,6 @@ class ExitCode(IntEnum):
 class UsageError(IngestdError):
     """The command line asks for something that does not exist (a sink name, ...): exit 2,
     as argparse does, not 78, which says the config file is broken."""
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``1 watch``, ``2 watches``."""
-    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -246,7 +242,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         changes.change(row, target, facts={"retry": True}, deliveries=failed_sinks, **reset)
         print(f"#{row.id} {row.relpath}: {row.state} -> {target}")
         retried += 1
-    print(f"{retried} recording(s) re-queued; a running daemon picks them up within seconds")
+    print(
+        f"{plural(retried, 'recording')} re-queued; a running daemon picks them up within seconds"
+    )
     return ExitCode.OK
 
 

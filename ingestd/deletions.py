@@ -33,6 +33,7 @@ from ingestd.logging import redact
 from ingestd.model import EXISTING_CONVERSATION
 from ingestd.registry import Backend
 from ingestd.store import Store
+from ingestd.wording import plural
 
 log = structlog.get_logger()
 
@@ -257,12 +258,15 @@ def cmd_forget(args: Any) -> int:
         ) from None
     if (store.deletion(cid) or {}).get("state") != str(Deletion.DELETED):
         store.mark_deletion(cid, Deletion.DELETED, error=None)
-    unmapped = f"; key(s) {', '.join(keys)} no longer map to it" if keys else ""
+    key_word = "key" if len(keys) == 1 else "keys"
+    verb = "maps" if len(keys) == 1 else "map"
+    unmapped = f"; {key_word} {', '.join(keys)} no longer {verb} to it" if keys else ""
     what = "deleted at the API" if deleted else "was not at the API (already deleted)"
     print(f"conversation {cid} {what}{unmapped}")
     if busy:
         print(
-            f"  {len(busy)} recording(s) of it were still in progress ({', '.join(busy)}): "
+            f"  {plural(len(busy), 'recording')} of it {'was' if len(busy) == 1 else 'were'} "
+            f"still in progress ({', '.join(busy)}): "
             f"their next request to the API for it fails"
         )
     return 0
@@ -284,7 +288,8 @@ def cmd_close(args: Any) -> int:
     print(f"{args.key}: closed (conversation {cid}); its next part starts a new conversation")
     if waiting:
         print(
-            f"  {waiting[0]['unsubmitted']} recording(s) with this key are not submitted yet: "
+            f"  {plural(waiting[0]['unsubmitted'], 'recording')} with this key "
+            f"{'is' if waiting[0]['unsubmitted'] == 1 else 'are'} not submitted yet: "
             f"they start the new conversation"
         )
     if store.deletion(cid) is not None:

@@ -28,6 +28,7 @@ from ingestd.errors import ConfigError, IngestdError
 from ingestd.folders import folder_problem, missing_folder_problems
 from ingestd.logging import redact
 from ingestd.registry import Sink, SinkContext
+from ingestd.wording import plural
 
 CHECK_TIMEOUT_SECONDS = 30.0
 """The longest one connection check may take before it counts as failed."""
@@ -57,11 +58,6 @@ class Report:
     @property
     def all(self) -> list[str]:
         return [*self.config_problems, *self.problems]
-
-
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``1 watch``, ``2 watches``."""
-    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 def check_config(config: Config, plugins: Any, report: Report) -> tuple[Any, dict[str, Sink]]:

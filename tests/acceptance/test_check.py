@@ -128,6 +128,7 @@ def test_the_api_problem_is_named(ingestd_env, sandbox, base_url, said):
     write(ingestd_env, ingestd_env.config(symbl=symbl))
     result = run_cli(ingestd_env, "check", timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
+    assert "ingestd check: 1 problem; `ingestd run` would not work:" in result.stderr
     assert said.format(port=port) in result.stderr
     assert "0xBADC0DE" not in result.stdout + result.stderr
 

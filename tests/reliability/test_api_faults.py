@@ -214,7 +214,7 @@ def test_jobs_failing_again_and_again_end_failed_then_retry(
     assert failures[0]["error"] == row["error"]
     retried = cli(ingestd_env, "retry")
     assert retried.returncode == 0, retried.stderr
-    assert "1 recording(s) re-queued" in retried.stdout
+    assert "1 recording re-queued" in retried.stdout
     ingestd_env.wait_states({"doomed.wav": "done"})
     done = ingestd_env.rows()[0]
     assert done["conversation_id"] != row["conversation_id"], "a new conversation after retry"
@@ -303,7 +303,7 @@ def test_failed_delivery_is_redelivered_by_retry(ingestd_env, sandbox, make_medi
     assert "delivery failed" in row["error"] and "files" in row["error"], row["error"]
     blocker.unlink()
     retried = cli(ingestd_env, "retry")
-    assert retried.returncode == 0 and "1 recording(s) re-queued" in retried.stdout
+    assert retried.returncode == 0 and "1 recording re-queued" in retried.stdout
     states = wait_terminal(ingestd_env, ["undelivered.wav"], 30)
     assert states["undelivered.wav"] == "done", f"retry did not redeliver: {ingestd_env.rows()}"
     assert list(results_path.rglob("insights.json")), "the results were written"

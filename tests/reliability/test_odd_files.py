@@ -198,7 +198,7 @@ def test_unreadable_file_is_rejected_then_retried_after_chmod(
     assert not created(sandbox)
     target.chmod(0o644)
     retried = cli(ingestd_env, "retry")
-    assert retried.returncode == 0 and "1 recording(s) re-queued" in retried.stdout
+    assert retried.returncode == 0 and "1 recording re-queued" in retried.stdout
     ingestd_env.wait_states({"locked.wav": "done"})
     assert created_by_sha(sandbox)[digest] == 1
     assert daemon.stop() == 0
