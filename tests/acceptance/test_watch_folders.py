@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -121,3 +122,44 @@ def test_an_unmounted_share_is_no_folder_to_watch(tmp_path: Path) -> None:
     assert folder_problem(tmp_path / "nope") == "does not exist"
     (tmp_path / "file").write_text("x")
     assert folder_problem(tmp_path / "file") == "is not a folder"
+
+
+def test_an_unmounted_share_is_missing_until_mounted_again(ingestd_env, make_media) -> None:
+    """A real mount (tmpfs, standing in for a network share) on the watch folder: unmounted
+    while the daemon runs, the bare mount point is reported missing; mounted again, a file
+    dropped into it is processed. Needs root (mount), as the test machines run."""
+    import subprocess
+
+    inbox = ingestd_env.inbox
+
+    def mount() -> None:
+        done = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inbox)], capture_output=True)
+        assert done.returncode == 0, f"this test needs mount (root): {done.stderr!r}"
+
+    mount()
+    try:
+        port = free_port()
+        ingestd_env.write_config(metrics={"listen": f"127.0.0.1:{port}"})
+        daemon = DaemonProcess(
+            ingestd_env.config_path,
+            ingestd_env.root / "daemon.log",
+            env={"INGESTD_FOLDER_CHECK_SECONDS": "0.2"},
+        )
+        ingestd_env.daemons.append(daemon)
+        daemon.start().wait_ready()
+        subprocess.run(["umount", str(inbox)], check=True)
+        wait_for(lambda: daemon.has_event("watch_folder_missing"), 30, "watch_folder_missing")
+        status, document = health(port)
+        assert status == 503
+        assert document["missing_watch_folders"] == {
+            "inbox": "is no longer a mount point (the share was unmounted)"
+        }
+        mount()
+        wait_for(lambda: daemon.has_event("watch_folder_back"), 30, "watch_folder_back")
+        staged = inbox / "remounted.wav.part"  # another file system: copy, then rename
+        shutil.copyfile(make_media("remounted.wav"), staged)
+        os.replace(staged, inbox / "remounted.wav")
+        ingestd_env.wait_states({"remounted.wav": "done"})
+        assert daemon.stop() == 0
+    finally:
+        subprocess.run(["umount", str(inbox)], capture_output=True)
