@@ -21,12 +21,12 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ingestd import aftermath, deletions, explain, installunit, oneshot, show
+from ingestd import aftermath, deletions, dismiss, explain, installunit, oneshot, show, waiting
 from ingestd.config import Config
 from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
 from ingestd.folders import missing_now
-from ingestd.lifecycle import PIPELINE, RESUMABLE_TERMINALS, State
+from ingestd.lifecycle import NEEDS_A_PERSON, PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import configure, redact, register_config_secrets, register_secrets
 from ingestd.wording import plural
 
@@ -113,7 +113,10 @@ def _open_store(config: Config) -> Any:
 
     path = config.state_path
     if path is None or not path.exists():
-        raise StoreError(f"no state database at {path}: has the daemon run with this config?")
+        raise StoreError(
+            f"no state database at {path} yet: the daemon has not run with this config "
+            f"(`ingestd run` creates it), or state.url points somewhere else"
+        )
     return open_store(path)
 
 
@@ -137,10 +140,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _open_store(config)
     counts = store.counts_by_state()
-    problems = store.latest([State.FAILED, State.REJECTED], limit=args.limit)
+    problems = store.latest(NEEDS_A_PERSON, limit=args.limit)
     busy = store.latest(PIPELINE, limit=args.limit)
     deliveries = store.delivery_counts()
     missing = missing_now(config.watches)
+    explainer = waiting.Explainer(store, config.backend_options)
     if args.json:
         data = {
             "missing_watch_folders": [
@@ -148,11 +152,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             ],
             "counts": {str(s): counts.get(str(s), 0) for s in State},
             "deliveries": deliveries,
-            "in_progress": [_row_json(r, store) for r in busy],
-            "failures": [_row_json(r, store) for r in problems],
+            "in_progress": [{**_row_json(r, store), "reason": explainer.reason(r)} for r in busy],
+            "failures": [{**_row_json(r, store), "hint": waiting.file_hint(r)} for r in problems],
             **aftermath.status(store),
         }
         print(json.dumps(data, indent=2))
+        return ExitCode.OK
+    if not counts:  # the daemon has run (the database exists) but recorded nothing yet
+        print(f"no recordings yet in {store.path}; files appear here once they settle")
+        _print_missing(missing)
         return ExitCode.OK
     print("state        count")
     for state in State:
@@ -172,6 +180,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f" (retry at {_when(r.next_attempt_at)})" if r.next_attempt_at > time.time() else ""
             )
             print(f"  #{r.id:<5} {r.state:<11} {r.watch}/{r.relpath}{retry}")
+            print(f"         {explainer.reason(r)}")
     if problems:
         print("\nlatest failures")
         for r in problems:
@@ -179,11 +188,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             where = f" (conversation {r.conversation_id})" if r.conversation_id else ""
             print(f"  #{r.id:<5} {r.state:<9} {_when(r.updated_at)} {r.watch}/{r.relpath}{where}")
             print(f"         {redact(r.error or '')}")
+            hint = waiting.file_hint(r)
+            if hint:
+                print(f"         {hint}")
+    _print_missing(missing)
+    return ExitCode.OK
+
+
+def _print_missing(missing: list[Any]) -> None:
     if missing:
         print("\nwatch folders missing: nothing is ingested from them until they are back")
         for watch, problem in missing:
             print(f"  {watch.name}: {watch.path} {problem}")
-    return ExitCode.OK
 
 
 def _row_json(row: Any, store: Any) -> dict[str, Any]:
@@ -227,6 +243,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for row in rows:
         if row.state not in RESUMABLE_TERMINALS:
             print(f"#{row.id} is {row.state}, not failed or rejected; left alone")
+            continue
+        resolved = dismiss.before_retry(changes, row)  # file replaced or gone: nothing to retry
+        if resolved is not None:
+            print(resolved)
             continue
         target = (
             State.DISCOVERED
@@ -424,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_parser(sub, with_config)
     deletions.add_parsers(sub, with_config)
     oneshot.add_parser(sub)
+    dismiss.add_parser(sub, with_config)
     p = sub.add_parser("plugins", help="list plugins and the hooks each implements")
     with_config(p, required=False)
     p.add_argument("--json", action="store_true")

@@ -18,6 +18,7 @@ turn out to be an earlier part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import os
@@ -33,9 +34,10 @@ import structlog
 from ingestd.config import WatchConfig
 from ingestd.conversations import decide_conversation
 from ingestd.errors import IngestdError, Rejected, StoreError
-from ingestd.lifecycle import State
+from ingestd.lifecycle import RESUMABLE_TERMINALS, State, TransitionError
 from ingestd.model import Recording
 from ingestd.plugins import Plugins
+from ingestd.replaced import reads_source, replaced_reason
 from ingestd.store import RecordingRow, Store
 from ingestd.transitions import Transitions
 from ingestd.watch import escape_fs, relpath, unescape_fs
@@ -278,6 +280,7 @@ class Intake:
                 duplicate_of=original.id,
                 original=original.relpath,
             )
+            self._dismiss_replaced(latest, original)
             return
         # The key is decided before the row is written, and stored with it in one commit:
         # a later part's ordering gate never sees this row without its key.
@@ -304,6 +307,7 @@ class Intake:
         log.info(
             "recording_discovered", recording_id=row.id, size_bytes=stat.st_size, sha256=digest
         )
+        self._dismiss_replaced(latest, row)
         self.on_new()
 
     def _record_refused(self, common: dict[str, Any], exc: IngestdError) -> None:
@@ -314,6 +318,20 @@ class Intake:
             row, state, error=str(exc), failed_from="discovered", facts={"error": str(exc)}
         )
         log.error("recording_finished", recording_id=row.id, outcome=str(state), error=str(exc))
+
+    def _dismiss_replaced(self, previous: RecordingRow | None, successor: RecordingRow) -> None:
+        """The file of a rejected (or failed before upload) recording was replaced, as its
+        message advised: the old row needs nobody any more, and a retry must not revive it."""
+        if previous is None or previous.state not in RESUMABLE_TERMINALS:
+            return
+        if not reads_source(previous):  # its content reached the API: still worth a look
+            return
+        reason = replaced_reason(previous, successor)
+        # retried or dismissed meanwhile: then the pipeline checks the file again
+        with contextlib.suppress(TransitionError):
+            self.transitions.change(
+                previous, State.DISMISSED, error=reason, facts={"reason": reason}
+            )
 
     def _record_unreadable(self, watch: WatchConfig, rel: str, stat: os.stat_result) -> None:
         """Record the file as rejected; a retry after a failed commit adds no second row."""

@@ -13,6 +13,7 @@ from its last durable state::
         ├─> duplicate  (same size and content hash as an earlier recording)
         └─> rejected   (bad input: empty, not media, no audio; any stage before submitting)
     any non-terminal state ─> failed  (retries used up, or a permanent error)
+    rejected, failed, and any state before submitting ─> dismissed  (nothing left to do)
 
 Each step, and which plugin hook it calls (see `ingestd.hookspecs`):
 
@@ -36,6 +37,11 @@ Transient errors keep the recording in its state with ``attempts`` and ``next_at
 updated (exponential back-off, Retry-After honoured); once attempts are used up it becomes
 ``failed``, remembering the state it failed in, so ``ingestd retry`` resumes exactly there
 (a recording that failed while delivering is redelivered, never resubmitted).
+
+A recording is ``dismissed`` when nothing is left to do for it and nobody needs to look at
+it: its file was replaced (the new content is a recording of its own) or deleted before it
+was uploaded, or an operator dismissed it (`ingestd dismiss`). Its content counts as never
+processed, so a later copy of it is not a ``duplicate``. See `ingestd.replaced`.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class State(StrEnum):
     FAILED = "failed"  # gave up: retries used up or permanent error (ingestd retry)
     REJECTED = "rejected"  # bad input; replace the file (or ingestd retry)
     DUPLICATE = "duplicate"  # same content as an earlier recording; nothing sent
+    DISMISSED = "dismissed"  # file replaced or deleted before upload, or an operator said so
 
     @property
     def is_terminal(self) -> bool:
@@ -66,8 +73,11 @@ class State(StrEnum):
         return self not in PIPELINE
 
 
-# Terminal states that `ingestd retry` can move back into the pipeline.
+# Terminal states that `ingestd retry` can move back into the pipeline (or dismiss).
 RESUMABLE_TERMINALS = frozenset({State.FAILED, State.REJECTED})
+
+NEEDS_A_PERSON = (State.FAILED, State.REJECTED)
+"""What `ingestd status` lists under "latest failures"."""
 
 PIPELINE = (
     State.DISCOVERED,
@@ -89,11 +99,15 @@ IN_FLIGHT = (State.SUBMITTING, State.SUBMITTED)
 
 _BEFORE_UPLOAD = (*PREPARING, State.QUEUED)
 
+# Before submitting, a recording whose file was replaced under it is dismissed: its stage
+# would read the new content under the old fingerprint (`ingestd.replaced`).
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.DISCOVERED: frozenset({State.PROBED, State.DUPLICATE, State.REJECTED, State.FAILED}),
-    State.PROBED: frozenset({State.TRANSCODED, State.REJECTED, State.FAILED}),
-    State.TRANSCODED: frozenset({State.QUEUED, State.REJECTED, State.FAILED}),
-    State.QUEUED: frozenset({State.SUBMITTING, State.FAILED, State.REJECTED}),
+    State.DISCOVERED: frozenset(
+        {State.PROBED, State.DUPLICATE, State.REJECTED, State.FAILED, State.DISMISSED}
+    ),
+    State.PROBED: frozenset({State.TRANSCODED, State.REJECTED, State.FAILED, State.DISMISSED}),
+    State.TRANSCODED: frozenset({State.QUEUED, State.REJECTED, State.FAILED, State.DISMISSED}),
+    State.QUEUED: frozenset({State.SUBMITTING, State.FAILED, State.REJECTED, State.DISMISSED}),
     # Back to queued when the API refused the upload (429) or reconciliation shows that
     # nothing arrived; forward when it answered or reconciliation found the job.
     State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED, State.FAILED}),
@@ -102,10 +116,12 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.FETCHING: frozenset({State.DELIVERING, State.FAILED}),
     State.DELIVERING: frozenset({State.DONE, State.FAILED}),
     State.DONE: frozenset({State.DELIVERING}),  # `ingestd redeliver`
-    # `ingestd retry` resumes where the recording failed (never re-uploads what arrived).
-    State.FAILED: frozenset(PIPELINE),
-    State.REJECTED: frozenset({State.DISCOVERED}),
+    # `ingestd retry` resumes where the recording failed (never re-uploads what arrived);
+    # `ingestd dismiss`, or a retry that finds the file replaced or gone, dismisses.
+    State.FAILED: frozenset({*PIPELINE, State.DISMISSED}),
+    State.REJECTED: frozenset({State.DISCOVERED, State.DISMISSED}),
     State.DUPLICATE: frozenset(),
+    State.DISMISSED: frozenset(),
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from ingestd import replaced
 from ingestd.config import Config
 from ingestd.conversations import assign_conversation
 from ingestd.errors import (
@@ -149,6 +150,8 @@ class Pipeline:
         """Run the stage of `row.state` once; return the row as it now stands."""
         stage = self._stages[row.state]
         try:
+            if await self._replaced_under_it(row):
+                return self.store.get(row.id)
             await stage(row)
         except Rejected as exc:
             self._give_up(
@@ -168,6 +171,19 @@ class Pipeline:
             log.exception("stage_crashed", state=str(row.state))
             self._give_up(row, State.FAILED, f"internal error in stage {row.state}: {exc!r}")
         return self.store.get(row.id)
+
+    async def _replaced_under_it(self, row: RecordingRow) -> bool:
+        """Dismiss `row` when its file, which its stage would read, holds other content now:
+        that content is a recording of its own (`ingestd.replaced`)."""
+        if not replaced.reads_source(row):
+            return False
+        verdict = await asyncio.to_thread(replaced.compare, row)
+        if verdict.now is not replaced.FileNow.CHANGED:
+            return False
+        reason = replaced.replaced_reason(row, replaced.successor(self.store, row, verdict))
+        self.transition(row, State.DISMISSED, error=reason, facts={"reason": reason})
+        log.warning("recording_dismissed", reason=reason)
+        return True
 
     def _retry_later(self, row: RecordingRow, exc: Retryable) -> None:
         current = self.store.get(row.id)

@@ -199,11 +199,12 @@ class SqliteStore(OperatorTables):
         return {relpath: (size, mtime) for relpath, size, mtime in rows}
 
     def original_of(self, size_bytes: int, sha256: str) -> RecordingRow | None:
-        """The first non-duplicate recording with this fingerprint."""
+        """The first recording with this fingerprint that is neither a duplicate nor
+        dismissed (a dismissed recording's content was never processed)."""
         rows = self._query(
-            "SELECT * FROM recordings WHERE sha256 = ? AND size_bytes = ? AND state != ?"
+            "SELECT * FROM recordings WHERE sha256 = ? AND size_bytes = ? AND state NOT IN (?, ?)"
             " ORDER BY id LIMIT 1",
-            (sha256, size_bytes, str(State.DUPLICATE)),
+            (sha256, size_bytes, str(State.DUPLICATE), str(State.DISMISSED)),
         )
         return _row(rows[0]) if rows else None
 

@@ -26,17 +26,32 @@ class TestTable:
         assert set(pipeline._stages) == set(PIPELINE)
 
     def test_terminal_states_have_no_stage(self) -> None:
-        """done, failed, rejected, duplicate run nothing by themselves."""
+        """done, failed, rejected, duplicate, dismissed run nothing by themselves."""
         assert {s for s in State if s.is_terminal} == {
             State.DONE,
             State.FAILED,
             State.REJECTED,
             State.DUPLICATE,
+            State.DISMISSED,
         }
 
     def test_duplicate_is_final(self) -> None:
         """A duplicate never moves again."""
         assert TRANSITIONS[State.DUPLICATE] == frozenset()
+
+    def test_dismissed_is_final_and_never_after_an_upload_started(self) -> None:
+        """A dismissed recording never moves again; only states whose content has not
+        reached the API (and the failed or rejected ones) can be dismissed."""
+        assert TRANSITIONS[State.DISMISSED] == frozenset()
+        into = {s for s, targets in TRANSITIONS.items() if State.DISMISSED in targets}
+        assert into == {
+            State.DISCOVERED,
+            State.PROBED,
+            State.TRANSCODED,
+            State.QUEUED,
+            State.FAILED,
+            State.REJECTED,
+        }
 
     def test_nothing_returns_to_before_upload_after_submission(self) -> None:
         """Once its job completed, a recording is never uploaded again by the state machine
