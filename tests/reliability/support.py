@@ -17,7 +17,7 @@ from typing import Any
 
 from ingestd.testing import DaemonProcess, IngestdEnv, run_cli, sha256_of, wait_for
 
-TERMINAL = ("done", "failed", "rejected", "duplicate")
+TERMINAL = ("done", "failed", "rejected", "duplicate", "dismissed")
 
 sha256 = sha256_of  # what the sandbox reports of each upload
 cli = run_cli
