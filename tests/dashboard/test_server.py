@@ -7,6 +7,7 @@ view is a fixed snapshot here (the browser tests use the real daemon).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import urllib.error
@@ -49,10 +50,21 @@ def request(
         return exc.code, exc.headers, exc.read().decode()
 
 
-def add(store: Store, relpath: str, state: State = State.DISCOVERED, **columns: Any) -> int:
+def add(
+    store: Store,
+    relpath: str,
+    state: State = State.DISCOVERED,
+    root: Path | None = None,
+    **columns: Any,
+) -> int:
+    """A recording row; with `root`, its file exists there, unchanged (a retry re-queues
+    only a recording whose file still holds what was recorded)."""
+    if root is not None:
+        (root / relpath).write_bytes(b"x" * 100)
+        os.utime(root / relpath, (1.0, 1.0))
     row = store.insert(
         watch="calls",
-        watch_root="/srv/calls",
+        watch_root=str(root or "/srv/calls"),
         relpath=relpath,
         size_bytes=100,
         mtime=1.0,
@@ -185,10 +197,10 @@ class TestServer:
             server.stop()
 
     def test_retry_with_the_token_runs_the_cli_command_and_wakes_the_daemon(
-        self, store: Store, served: DashboardServer
+        self, store: Store, served: DashboardServer, tmp_path: Path
     ) -> None:
-        rid = add(store, "a.wav", State.FAILED, error="boom", failed_from="queued")
-        done = add(store, "b.wav", State.REJECTED, error="bad")
+        rid = add(store, "a.wav", State.FAILED, tmp_path, error="boom", failed_from="queued")
+        done = add(store, "b.wav", State.REJECTED, tmp_path, error="bad")
         auth = {"Authorization": f"Bearer {TOKEN}"}
         status, _, body = request(f"{served.url}/api/recordings/{rid}/retry", "POST", b"", **auth)
         assert status == 200, body
@@ -201,8 +213,10 @@ class TestServer:
         status, _, _ = request(f"{served.url}/api/recordings/{done}/retry", "POST", b"", **auth)
         assert status == 200 and store.get(done).state is State.DISCOVERED
 
-    def test_origin_and_csrf_checks(self, store: Store, served: DashboardServer) -> None:
-        rid = add(store, "a.wav", State.FAILED, error="boom", failed_from="queued")
+    def test_origin_and_csrf_checks(
+        self, store: Store, served: DashboardServer, tmp_path: Path
+    ) -> None:
+        rid = add(store, "a.wav", State.FAILED, tmp_path, error="boom", failed_from="queued")
         host = served.url.removeprefix("http://")
         status, headers, _ = request(
             f"{served.url}/login", "POST", f"token={TOKEN}".encode(), False, Origin=served.url
