@@ -19,10 +19,10 @@ from ingestd.store import RecordingRow, SqliteStore, Store
 ROOT = Path(__file__).parents[2]
 
 ALLOWED: dict[str, set[str]] = {
-    "discovered": {"probed", "duplicate", "rejected", "failed"},
-    "probed": {"transcoded", "rejected", "failed"},
-    "transcoded": {"queued", "rejected", "failed"},
-    "queued": {"submitting", "rejected", "failed"},
+    "discovered": {"probed", "duplicate", "rejected", "failed", "dismissed"},
+    "probed": {"transcoded", "rejected", "failed", "dismissed"},
+    "transcoded": {"queued", "rejected", "failed", "dismissed"},
+    "queued": {"submitting", "rejected", "failed", "dismissed"},
     "submitting": {"submitted", "queued", "failed"},
     "submitted": {"fetching", "queued", "failed"},
     "fetching": {"delivering", "failed"},
@@ -37,9 +37,11 @@ ALLOWED: dict[str, set[str]] = {
         "submitted",
         "fetching",
         "delivering",
+        "dismissed",
     },
-    "rejected": {"discovered"},
+    "rejected": {"discovered", "dismissed"},
     "duplicate": set(),
+    "dismissed": set(),
 }
 FORBIDDEN = [(old, new) for old in ALLOWED for new in ALLOWED if new not in ALLOWED[old]]
 PERMITTED = [(old, new) for old in ALLOWED for new in sorted(ALLOWED[old])]
@@ -58,6 +60,7 @@ EARLIER_PART_HOLDS = {
     "failed": False,
     "rejected": False,
     "duplicate": False,
+    "dismissed": False,
 }
 
 
