@@ -45,8 +45,8 @@ def before_retry(changes: Transitions, row: RecordingRow) -> str | None:
         return None
     if verdict.now is FileNow.UNREADABLE:
         return (
-            f"#{row.id} {row.relpath}: cannot read the file to check it is the one recorded; "
-            f"left {row.state} (fix its permissions, then retry)"
+            f"#{row.id} {row.relpath}: cannot check that its file is the one recorded "
+            f"(unreadable, or its watch folder {row.watch_root} is missing); left {row.state}"
         )
     if verdict.now is FileNow.GONE:
         reason = replaced.gone_reason(row)

@@ -28,7 +28,7 @@ class FileNow(StrEnum):
     SAME = "same"  # the content the row was recorded with
     CHANGED = "changed"  # other content: a recording of its own
     GONE = "gone"  # no file at the path any more
-    UNREADABLE = "unreadable"  # cannot tell (permission denied, I/O error)
+    UNREADABLE = "unreadable"  # cannot tell (permission denied, I/O error, no watch folder)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ def compare(row: RecordingRow) -> Verdict:
     try:
         stat = row.path.stat()
     except FileNotFoundError:
-        return Verdict(FileNow.GONE)
+        # An unmounted share loses every file at once: that is no deletion.
+        gone = Path(row.watch_root).is_dir()
+        return Verdict(FileNow.GONE if gone else FileNow.UNREADABLE)
     except OSError:
         return Verdict(FileNow.UNREADABLE)
     if row.sha256.startswith(UNREADABLE_FINGERPRINT):  # never hashed: stat is all we have

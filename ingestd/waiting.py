@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ingestd.backends import DEFAULT_JOB_LIMIT
@@ -83,6 +84,8 @@ def file_hint(row: RecordingRow) -> str | None:
     try:
         stat = row.path.stat()
     except FileNotFoundError:
+        if not Path(row.watch_root).is_dir():
+            return None  # the whole watch folder is missing (an unmounted share?)
         return f"its file is gone: `ingestd dismiss {row.id}` (or `retry`) clears it"
     except OSError:
         return None

@@ -119,3 +119,17 @@ class TestPipelineGuard:
         assert store.original_of(row.size_bytes, row.sha256) == row
         store.transition(row.id, State.DISMISSED)
         assert store.original_of(row.size_bytes, row.sha256) is None
+
+
+class TestUnmountedShare:
+    def test_a_missing_watch_folder_is_not_a_deleted_file(self, tmp_path: Path) -> None:
+        """Every file of an unmounted share is missing: nothing is called deleted."""
+        store = Store(tmp_path / "state.db")
+        share = tmp_path / "share"
+        share.mkdir()
+        path = share / "a.wav"
+        path.write_bytes(b"A")
+        row = record(store, path)
+        path.unlink()
+        share.rmdir()
+        assert replaced.compare(row).now is FileNow.UNREADABLE
