@@ -126,7 +126,7 @@ class Store(Protocol):
         ...
 
     def original_of(self, size_bytes: int, sha256: str) -> RecordingRow | None:
-        """The first non-duplicate recording with this fingerprint."""
+        """The first recording with this fingerprint that is neither a duplicate nor dismissed."""
         ...
 
     def transition(

@@ -8,7 +8,7 @@ import re
 import time
 
 from ingestd.lifecycle import State
-from ingestd.store import Store
+from ingestd.store import SqliteStore, Store
 from ingestd.testing import run_cli
 
 
@@ -40,7 +40,7 @@ class TestReasons:
     def test_each_recording_in_progress_says_what_it_waits_for(self, ingestd_env) -> None:
         """Back-off (until when, after what), an earlier part, a job slot, the API's job."""
         ingestd_env.write_config(symbl={"max_concurrent_jobs": 1})
-        store = Store(ingestd_env.state_db)
+        store = SqliteStore(ingestd_env.state_db)
         try:
             backoff = add(store, ingestd_env, "a-503.wav")
             until = time.time() + 3600
@@ -101,7 +101,7 @@ class TestNothingYet:
     def test_empty_database_says_no_recordings_yet(self, ingestd_env) -> None:
         """The daemon ran but recorded nothing: one line, exit 0, not a table of zeros."""
         ingestd_env.write_config()
-        Store(ingestd_env.state_db).close()
+        SqliteStore(ingestd_env.state_db).close()
         result = run_cli(ingestd_env, "status")
         assert result.returncode == 0, result.stderr
         assert result.stdout == (
@@ -114,7 +114,7 @@ class TestDismiss:
         """A rejected recording whose file is gone says so under the failure; dismissed, it
         leaves the failures list and is counted as dismissed."""
         ingestd_env.write_config()
-        store = Store(ingestd_env.state_db)
+        store = SqliteStore(ingestd_env.state_db)
         try:
             gone = add(store, ingestd_env, "gone.wav")
             store.transition(gone.id, State.REJECTED, error="not media", failed_from="discovered")

@@ -13,7 +13,7 @@ from ingestd.lifecycle import State
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import load_plugins
 from ingestd.replaced import FileNow
-from ingestd.store import RecordingRow, Store
+from ingestd.store import RecordingRow, SqliteStore, Store
 
 
 def record(store: Store, path: Path) -> RecordingRow:
@@ -46,7 +46,7 @@ def pipeline(tmp_path: Path, store: Store) -> Pipeline:
 class TestCompare:
     def test_same_content_touched_is_the_same_recording(self, tmp_path: Path) -> None:
         """A new mtime alone is not new content: the hash decides."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "a.wav"
         path.write_bytes(b"A" * 100)
         row = record(store, path)
@@ -55,7 +55,7 @@ class TestCompare:
 
     def test_other_content_of_the_same_size(self, tmp_path: Path) -> None:
         """Same size, other bytes, new mtime: changed."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "a.wav"
         path.write_bytes(b"A" * 100)
         row = record(store, path)
@@ -65,7 +65,7 @@ class TestCompare:
         assert (verdict.now, verdict.sha256) == (FileNow.CHANGED, sha256_file(path))
 
     def test_gone(self, tmp_path: Path) -> None:
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "a.wav"
         path.write_bytes(b"A")
         row = record(store, path)
@@ -76,7 +76,7 @@ class TestCompare:
 class TestReadsSource:
     def test_which_steps_read_the_original_file(self, tmp_path: Path) -> None:
         """Probe, transcode and an upload as is read it; a transcoded copy or a job does not."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "a.wav"
         path.write_bytes(b"A")
         row = record(store, path)
@@ -96,7 +96,7 @@ class TestPipelineGuard:
     def test_replaced_before_its_probe_is_dismissed(self, tmp_path: Path) -> None:
         """A discovered recording whose file was overwritten is dismissed, naming the new
         content's recording, instead of probing (and uploading) it under the old hash."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "call.wav"
         path.write_bytes(b"old content")
         old = record(store, path)
@@ -112,7 +112,7 @@ class TestPipelineGuard:
 
     def test_dismissed_content_is_no_original(self, tmp_path: Path) -> None:
         """Content that was dismissed unprocessed does not make a later copy a duplicate."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "a.wav"
         path.write_bytes(b"A" * 10)
         row = record(store, path)
@@ -124,7 +124,7 @@ class TestPipelineGuard:
 class TestUnmountedShare:
     def test_a_missing_watch_folder_is_not_a_deleted_file(self, tmp_path: Path) -> None:
         """Every file of an unmounted share is missing: nothing is called deleted."""
-        store = Store(tmp_path / "state.db")
+        store = SqliteStore(tmp_path / "state.db")
         share = tmp_path / "share"
         share.mkdir()
         path = share / "a.wav"
