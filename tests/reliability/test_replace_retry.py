@@ -68,7 +68,7 @@ class TestDaemonRunning:
         wait_for(lambda: len(versions(ingestd_env)) == 2, 30, "the replacement recorded")
         retried = cli(ingestd_env, "retry")
         assert retried.returncode == 0, retried.stderr
-        assert "0 recording(s) re-queued" in retried.stdout, retried.stdout
+        assert "0 recordings re-queued" in retried.stdout, retried.stdout
         assert_uploaded_once(ingestd_env, sandbox, rejected, digest)
         status = cli(ingestd_env, "status")
         assert "latest failures" not in status.stdout, "a replaced file needs nobody"
@@ -85,7 +85,7 @@ class TestDaemonRunning:
         assert retried.returncode == 0, retried.stderr
         assert len(versions(ingestd_env)) == 1, "the test was too slow: the daemon was first"
         assert f"#{rejected['id']} {NAME}: rejected -> dismissed" in retried.stdout
-        assert "was replaced" in retried.stdout and "0 recording(s) re-queued" in retried.stdout
+        assert "was replaced" in retried.stdout and "0 recordings re-queued" in retried.stdout
         assert_uploaded_once(ingestd_env, sandbox, rejected, digest)
         assert daemon.stop() == 0
 
@@ -118,7 +118,7 @@ class TestDaemonStopped:
         assert second.stop() == 0
         retried = cli(ingestd_env, "retry", str(rejected["id"]))
         assert retried.returncode == 0, retried.stderr
-        assert "0 recording(s) re-queued" in retried.stdout, retried.stdout
+        assert "0 recordings re-queued" in retried.stdout, retried.stdout
         third = ingestd_env.daemon().start()
         third.wait_ready()
         wait_for(lambda: third.has_event("rescan_finished"), 30, "the start-up rescan")
