@@ -106,6 +106,8 @@ def to_markdown(result: Result) -> str:
         facts.append(f"- Duration: {clock(duration)}")
     if speakers := _speakers(result, lines):
         facts.append(f"- Speakers: {', '.join(md_escape(s) for s in speakers)}")
+    if missing := not_provided(insights):
+        facts.append(f"- Not provided by this engine: {', '.join(missing)}")
     blocks.append("\n".join(facts))
     summary = [md_escape(item.get("text")) for item in _objects(insights.summary)]
     _section(blocks, "Summary", [s for s in summary if s], separator="\n\n")
@@ -115,6 +117,15 @@ def to_markdown(result: Result) -> str:
     _section(blocks, "Action items", _bullets(insights.action_items, _assigned))
     _section(blocks, "Follow-ups", _bullets(insights.follow_ups, _assigned))
     return "\n\n".join(blocks) + "\n"
+
+
+def not_provided(insights: Any) -> list[str]:
+    """The kinds the engine says it does not produce (``conversation.notProvided``), as
+    words: an empty section then means "not looked for", not "none found"."""
+    kinds = insights.conversation.get("notProvided")
+    if not isinstance(kinds, list):
+        return []
+    return [str(kind).replace("_", " ").replace("follow ups", "follow-ups") for kind in kinds]
 
 
 def _objects(items: Iterable[Any]) -> list[Mapping[str, Any]]:
