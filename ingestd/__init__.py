@@ -37,6 +37,7 @@ from ingestd.model import (
     JobStatus,
     Media,
     Params,
+    Piece,
     Recording,
     Result,
     Submission,
@@ -87,10 +88,15 @@ PUBLIC_MODULES = (
     "ingestd.executables",
     "ingestd.progress",
     "ingestd.timeline",
+    "ingestd.retrypolicy",
+    "ingestd.bodies",
+    "ingestd.reach",
 )
 """Modules a plugin may import besides the names in ``__all__`` (`ingestd.progress`: the
 bytes of an upload sent so far, which a backend reports for the dashboard; `ingestd.timeline`:
-a transcript's messages as timed, attributed lines, for sinks and the dashboard)."""
+a transcript's messages as timed, attributed lines, for sinks and the dashboard;
+`retrypolicy`, `bodies`, `reach`: the retries, streamed upload bodies and reachability probe
+every HTTP backend shares)."""
 
 __all__ = [
     "AS_IS",
@@ -113,6 +119,7 @@ __all__ = [
     "OptionProblems",
     "Params",
     "Permanent",
+    "Piece",
     "PluginError",
     "Recording",
     "RecordingError",

@@ -38,9 +38,19 @@ import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from ingestd.config import WatchConfig
-    from ingestd.model import Endpoint, Media, Params, Recording, Result, TranscodePlan
+    from ingestd.model import (
+        Endpoint,
+        Media,
+        Params,
+        Piece,
+        Recording,
+        Result,
+        TranscodePlan,
+        Upload,
+    )
     from ingestd.registry import MappingHistory
 
 hookspec = pluggy.HookspecMarker("ingestd")
@@ -176,6 +186,25 @@ def ingestd_transcode_plan(recording: Recording, media: Media) -> TranscodePlan 
 
     Bundled: ``ingestd_ffmpeg``, ``trylast``: mono wav and mp3 as is, mp4 as is, other video
     containers remuxed (stream copy) when the codecs allow, everything else re-encoded.
+    """
+
+
+@hookspec(firstresult=True)
+def ingestd_fit_upload(upload: Upload, max_bytes: int, work_dir: Path) -> list[Piece] | None:
+    """Make an upload larger than the backend takes fit: pieces of at most `max_bytes`.
+
+    Called just before the upload (state ``submitting``) when the backend declares
+    ``max_upload_bytes`` and the file is larger; in a worker thread, so it may block (run
+    ffmpeg). Runs again after a crash: the pieces are work files, removed after the upload.
+
+    :param upload: the file that would be sent.
+    :param max_bytes: the backend's limit.
+    :param work_dir: an empty folder of its own to write the pieces into.
+    :return: the pieces in order, each with its offset in the recording, or None for no
+        opinion (nobody answering fails the recording: the backend cannot take the file).
+
+    Bundled: ``ingestd_ffmpeg``, ``trylast``: compacted to 32 kbit/s mono mp3, and when that
+    is still too large, cut in the middle of silences (``silencedetect``) near the limit.
     """
 
 

@@ -123,12 +123,28 @@ class Params(dict[str, Any]):
 
 
 @dataclass(frozen=True)
+class Piece:
+    """A piece of an upload cut to fit a backend's ``max_upload_bytes``, and where it starts
+    in the recording (`ingestd.hookspecs.ingestd_fit_upload`)."""
+
+    path: Path
+    offset_seconds: float
+    duration_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Upload:
-    """The file actually sent: the original, or the transcoded copy in the work directory."""
+    """The file actually sent: the original, or the transcoded copy in the work directory.
+
+    `pieces` is set when the file is larger than the backend takes
+    (``Backend.max_upload_bytes``): the same sound, compacted and cut, to send in order
+    instead of `path`.
+    """
 
     path: Path
     size_bytes: int
     content_type: str | None
+    pieces: tuple[Piece, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from ingestd.errors import (
     StoreError,
     UnknownJob,
 )
+from ingestd.fitting import fit_upload, remove_pieces
 from ingestd.lifecycle import State, is_before_upload
 from ingestd.logging import redact
 from ingestd.metrics import record_retry
@@ -382,12 +383,17 @@ class Pipeline:
         self.store.update(row.id, upload_started_at=time.time(), params=dict(params))
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         try:
+            upload = await fit_upload(
+                self.plugins, self.backend, upload, self.config.work_dir, row.id
+            )
             submission = await self.backend.submit(endpoint, upload, params, conversation_id)
         except Retryable as exc:  # did the API get it? Only a lost answer leaves doubt
             within = getattr(exc, "may_land_within_seconds", None)
             now = time.time()
             self._in_doubt[row.id] = (now, now + within) if within is not None else None
             raise
+        finally:
+            remove_pieces(self.config.work_dir, row.id)
         self._in_doubt.pop(row.id, None)
         structlog.contextvars.bind_contextvars(
             conversation_id=submission.conversation_id, job_id=submission.job_id

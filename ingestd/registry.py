@@ -52,6 +52,9 @@ class Backend(Protocol):
 
     Optional parts, looked up with ``getattr`` (implement only what the service can do):
 
+    - ``max_upload_bytes: int | None``: the largest upload the service takes; a larger one
+      reaches `submit` with ``upload.pieces`` (`ingestd.fitting`, the ``ingestd_fit_upload``
+      hook): the sound compacted and cut at silences, each piece with its offset.
     - ``max_concurrent_jobs: int``: the most jobs in flight at once (default 5); the core
       holds recordings in ``queued`` beyond it.
     - ``prepare_upload(params, *, conversation_id, resend) -> Params``: called before

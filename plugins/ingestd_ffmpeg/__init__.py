@@ -6,6 +6,7 @@ Decides three things, each a ``trylast`` default that an installed plugin overri
 - probe: container, codecs, channels, sample rate and duration, by ffprobe; files that are
   not media, unreadable, soundless or truncated are rejected with a reason the user can act
   on (see `probe` and `truncation`).
+- fit upload: a file larger than the backend takes is compacted, then cut at silences (`fit`).
 - transcode plan: mono wav, mp3 and mp4 go as they are; other video is remuxed into mp4
   when its codecs allow, else re-encoded stream by stream; other audio becomes the watch's
   wav or mp3 target (see `plan`, and `options` for the ``transcode`` section).
@@ -15,9 +16,22 @@ Decides three things, each a ``trylast`` default that an installed plugin overri
 
 from __future__ import annotations
 
-from ingestd import ConfigError, Media, Recording, Rejected, TranscodePlan, WatchConfig, hookimpl
+from pathlib import Path
+
+from ingestd import (
+    ConfigError,
+    Media,
+    Piece,
+    Recording,
+    Rejected,
+    TranscodePlan,
+    Upload,
+    WatchConfig,
+    hookimpl,
+)
 
 from .content_types import content_type_for, is_mp4_video
+from .fit import fit_to_size
 from .options import TranscodeOptions, parse_options
 from .plan import plan_for
 from .probe import probe_file
@@ -26,6 +40,7 @@ __all__ = [
     "TranscodeOptions",
     "content_type_for",
     "ingestd_accept",
+    "ingestd_fit_upload",
     "ingestd_probe",
     "ingestd_transcode_plan",
     "is_mp4_video",
@@ -54,6 +69,12 @@ def ingestd_accept(recording: Recording) -> None:
 def ingestd_probe(recording: Recording) -> Media:
     """Run ffprobe (blocking; the core calls this in a worker thread)."""
     return probe_file(recording.path, recording.relpath)
+
+
+@hookimpl(trylast=True)
+def ingestd_fit_upload(upload: Upload, max_bytes: int, work_dir: Path) -> list[Piece]:
+    """Compact, then cut at silences, under the backend's upload limit (blocking)."""
+    return fit_to_size(upload.path, max_bytes, work_dir)
 
 
 @hookimpl(trylast=True)

@@ -9,9 +9,9 @@ its upload through `fit_to_size`:
    in the middle of a silence found by ffmpeg's ``silencedetect`` near where the limit would
    fall, so no word is cut in two; where no silence is near, at the limit itself.
 
-Pieces are stream copies of the compact file, in order, each with its offset in seconds from
-the start of the recording, so their transcripts can be merged on one time line. Blocking
-(subprocesses): call it in a worker thread.
+Pieces (`ingestd.Piece`) are stream copies of the compact file, in order, each with its
+offset in seconds from the start of the recording, so their transcripts can be merged on one
+time line. Blocking (subprocesses): the core calls the hook in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from ingestd import Permanent, Retryable, executables
+from ingestd import Permanent, Piece, Retryable, executables
 
 COMPACT_BITRATE = "32k"
 COMPACT_SAMPLE_RATE_HZ = 16000
@@ -34,15 +33,6 @@ SEARCH_FRACTION = 0.25
 """How far back from the ideal cut a silence is looked for, as a fraction of a piece."""
 TIMEOUT_BASE_SECONDS = 60.0
 TIMEOUT_PER_MEDIA_SECOND = 0.5
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One file to upload and where it starts in the recording (seconds)."""
-
-    path: Path
-    offset_seconds: float
-    duration_seconds: float
 
 
 def fit_to_size(source: Path, max_bytes: int, work_dir: Path) -> list[Piece]:

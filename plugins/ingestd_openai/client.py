@@ -9,7 +9,7 @@ whole transcription; `wait_for_job` only confirms the part was stored.
 Transcribing is idempotent: a request whose answer was lost (a dropped connection, a timeout,
 a crash of the daemon) is simply asked again, with nothing to reconcile. 429 (with
 ``Retry-After``), 5xx, timeouts and connection errors are retried with the same back-off as
-the Symbl client (`ingestd_symbl.retry`); 400, 401, 404, 413 and 415 are permanent, with the
+the Symbl client (`ingestd.retrypolicy`); 400, 401, 404, 413 and 415 are permanent, with the
 server's own message.
 
 The engine has no conversations or appends: the parts of a mapped conversation are
@@ -19,9 +19,11 @@ transcribed one by one and merged here (`ingestd_openai.conversations`) under an
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import io
 import mimetypes
 import ssl
+import subprocess
 import time
 import uuid
 import wave
@@ -38,22 +40,31 @@ from ingestd import (
     JobStatus,
     Params,
     Permanent,
+    Piece,
     Retryable,
     Submission,
     UnknownJob,
     Upload,
+    executables,
     record_upload,
 )
-from ingestd_ffmpeg.fit import Piece, fit_to_size, probe_duration
+from ingestd.bodies import Sent, file_body
+from ingestd.reach import reach
+from ingestd.retrypolicy import RetryPolicy
 from ingestd_openai.conversations import ConversationStore, merge, part_from_answers
 from ingestd_openai.options import OpenAIOptions
-from ingestd_symbl.bodies import Sent, file_body
-from ingestd_symbl.client import USER_AGENT
-from ingestd_symbl.reach import reach
-from ingestd_symbl.retry import RetryPolicy
 
 log = structlog.get_logger()
 
+
+def _user_agent() -> str:
+    try:
+        return f"ingestd/{importlib.metadata.version('ingestd')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "ingestd/0"
+
+
+USER_AGENT = _user_agent()
 PART_TAG = "openaiPart"
 """The params key of a part's tag: random per intent to upload, kept when a part is sent
 again, so a second answer for the same part replaces the first instead of adding a copy."""
@@ -147,16 +158,12 @@ class OpenAIBackend:
         tag = str(params.get(PART_TAG) or uuid.uuid4().hex)
         conversation = conversation_id or f"openai-{tag}"
         started = time.monotonic()
-        pieces = await self._pieces(upload, tag)
-        try:
-            answers = []
-            for n, piece in enumerate(pieces, start=1):
-                label = upload.path.name if len(pieces) == 1 else f"{upload.path.name} piece {n}"
-                answer = await self._transcribe(piece, params, label)
-                answers.append((piece.offset_seconds, answer))
-        finally:
-            if len(pieces) > 1 or pieces[0].path != upload.path:
-                await asyncio.to_thread(_remove_tree, self.work_dir / tag)
+        pieces = await self._pieces(upload)
+        answers = []
+        for n, piece in enumerate(pieces, start=1):
+            label = upload.path.name if len(pieces) == 1 else f"{upload.path.name} piece {n}"
+            answer = await self._transcribe(piece, params, label)
+            answers.append((piece.offset_seconds, answer))
         part = part_from_answers(tag, upload.path.name, answers)
         position = await asyncio.to_thread(self.conversations.save_part, conversation, part)
         record_upload(upload.size_bytes, time.monotonic() - started)
@@ -249,21 +256,17 @@ class OpenAIBackend:
 
     # -- transcription --------------------------------------------------------------------
 
-    async def _pieces(self, upload: Upload, tag: str) -> list[Piece]:
-        """The upload as it is, or compacted and split under ``max_upload_bytes``."""
+    async def _pieces(self, upload: Upload) -> list[Piece]:
+        """The pieces the core cut to fit ``max_upload_bytes``, else the upload as it is."""
+        if upload.pieces:
+            return list(upload.pieces)
         limit = self.options.max_upload_bytes
-        if limit is None or upload.size_bytes <= limit:
-            duration = await asyncio.to_thread(probe_duration, upload.path)
-            return [Piece(upload.path, 0.0, duration or 0.0)]
-        pieces = await asyncio.to_thread(fit_to_size, upload.path, limit, self.work_dir / tag)
-        log.info(
-            "upload_fitted",
-            size_bytes=upload.size_bytes,
-            limit_bytes=limit,
-            pieces=len(pieces),
-            offsets_s=[p.offset_seconds for p in pieces],
-        )
-        return pieces
+        if limit is not None and upload.size_bytes > limit:
+            raise Permanent(
+                f"{upload.path.name} is {upload.size_bytes} bytes, over openai.max_upload_bytes "
+                f"({limit}), and was not cut to fit (is the ffmpeg plugin disabled?)"
+            )
+        return [Piece(upload.path, 0.0, await asyncio.to_thread(_duration, upload.path))]
 
     def _fields(self, params: Params) -> dict[str, str]:
         options = self.options
@@ -447,8 +450,17 @@ def _write_silence(path: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _remove_tree(folder: Path) -> None:
-    if folder.exists():
-        for item in folder.iterdir():
-            item.unlink(missing_ok=True)
-        folder.rmdir()
+def _duration(path: Path) -> float | None:
+    """The media's duration (ffprobe), for the wait; None when it cannot be read."""
+    try:
+        done = subprocess.run(
+            [executables.ffprobe(), "-v", "error", "-show_entries", "format=duration",
+             "-of", "default=noprint_wrappers=1:nokey=1", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        value = float(done.stdout.strip())
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    return value if value > 0 else None

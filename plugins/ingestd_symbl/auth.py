@@ -24,7 +24,7 @@ import httpx
 import structlog
 
 from ingestd import Permanent, Retryable, Secret
-from ingestd_symbl.retry import RetryPolicy
+from ingestd.retrypolicy import RetryPolicy
 
 log = structlog.get_logger()
 

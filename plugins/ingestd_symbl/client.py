@@ -3,7 +3,7 @@
 Every request carries ``Authorization: Bearer`` (from `TokenProvider`), ``Accept:
 application/json`` and ``User-Agent: ingestd/<version>``, and goes through one `RetryPolicy`.
 
-Uploads stream the file from disk (`ingestd_symbl.bodies`) with an explicit ``Content-Length``
+Uploads stream the file from disk (`ingestd.bodies`) with an explicit ``Content-Length``
 equal to the file size: httpx then never falls back to chunked transfer encoding (which the
 API may refuse) and never holds the file in memory. Each attempt reopens the file.
 
@@ -42,15 +42,15 @@ from ingestd import (
     Upload,
     record_upload,
 )
+from ingestd.bodies import Sent, bytes_body, file_body
+from ingestd.reach import reach
+from ingestd.retrypolicy import TRANSIENT_ERRORS, RetryPolicy, describe
 from ingestd_symbl.auth import TokenProvider
-from ingestd_symbl.bodies import Sent, bytes_body, file_body
 from ingestd_symbl.insights import KINDS, NOT_READY, insight_value, timestamp
 from ingestd_symbl.options import SymblOptions
 from ingestd_symbl.params import encode_query, submit_path, url_request
 from ingestd_symbl.polling import JobDurations, delays_around, poll_delays
-from ingestd_symbl.reach import reach
 from ingestd_symbl.reconcile import TaggedUploads
-from ingestd_symbl.retry import TRANSIENT_ERRORS, RetryPolicy, describe
 from ingestd_symbl.webhook import JobWebhook
 
 log = structlog.get_logger()

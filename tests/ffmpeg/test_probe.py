@@ -261,10 +261,12 @@ class TestTimeout:
 
 class TestThroughTheCore:
     def test_loaded_by_the_core_and_overridable(self, media: dict[str, Path]) -> None:
-        """The core loader registers the plugin's four hooks; an installed prober wins."""
+        """The core loader registers the plugin's five hooks; an installed prober wins."""
         plugins = load_plugins(local=("ingestd_ffmpeg",), entry_points_enabled=False)
-        assert plugins.info[0].hooks == [
+        (ffmpeg,) = [info for info in plugins.info if info.name == "ingestd_ffmpeg"]
+        assert ffmpeg.hooks == [
             "ingestd_accept",
+            "ingestd_fit_upload",
             "ingestd_probe",
             "ingestd_transcode_plan",
             "ingestd_validate_watch",

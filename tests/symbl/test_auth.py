@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from ingestd.errors import Permanent
+from ingestd.retrypolicy import RetryPolicy
 from ingestd.sandbox import Sandbox
 from ingestd_symbl.auth import TokenProvider, renew_after
-from ingestd_symbl.retry import RetryPolicy
 from tests.symbl.conftest import make_client, requests_of
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from ingestd.errors import Permanent, Retryable
-from ingestd_symbl.retry import RetryPolicy, api_message, parse_retry_after
+from ingestd.retrypolicy import RetryPolicy, api_message, parse_retry_after
 
 NOW = 1_800_000_000.0
 

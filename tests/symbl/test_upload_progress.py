@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from ingestd import progress
-from ingestd_symbl.bodies import CHUNK_BYTES, Sent, file_body
+from ingestd.bodies import CHUNK_BYTES, Sent, file_body
 
 
 def test_file_body_reports_bytes_sent_and_forgets_the_upload_at_the_end(

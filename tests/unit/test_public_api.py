@@ -32,6 +32,7 @@ ENTRY_POINTS = {
     "ingestd_files": "files",
     "ingestd_database": "database",
     "ingestd_slack": "slack",
+    "ingestd_openai": "openai",
 }
 
 

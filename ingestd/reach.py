@@ -1,6 +1,6 @@
 """Can the API host be reached at all? For ``ingestd check``, which must tell a host that
 does not resolve from one that refuses connections, and both from credentials refused
-(that last one is the token request's answer, in `ingestd_symbl.auth`).
+(that last one is each backend's own authenticated request). Shared by the API backends.
 
 Each step is tried once, without the retry policy: a check answers in seconds. Behind an
 HTTP proxy (``HTTPS_PROXY`` and the like) the proxy does the resolving and connecting, so
@@ -15,7 +15,7 @@ import socket
 
 import httpx
 
-from ingestd import Permanent
+from ingestd.errors import Permanent
 
 PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
 

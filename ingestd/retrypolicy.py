@@ -1,4 +1,5 @@
-"""The retry policy: which answers deserve another try, how long to wait, when to stop.
+"""The retry policy of the API backends (Symbl, OpenAI-compatible servers): which answers
+deserve another try, how long to wait, when to stop.
 
 One place decides, so every call (token, upload, poll, fetch) behaves alike:
 
@@ -30,7 +31,8 @@ from typing import Any
 import httpx
 import structlog
 
-from ingestd import IngestdError, Permanent, Retryable, record_api_request
+from ingestd import record_api_request
+from ingestd.errors import IngestdError, Permanent, Retryable
 
 log = structlog.get_logger()
 

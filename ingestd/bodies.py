@@ -1,4 +1,5 @@
-"""Request bodies that stream: a file read from disk chunk by chunk, or a small JSON payload.
+"""Request bodies that stream, for the API backends: a file read from disk chunk by chunk,
+or a small JSON payload.
 
 Each body reports, through `Sent`, whether it was handed over *completely*. That is what
 tells a harmless failure (the body was cut short: the API cannot have accepted it, so the
@@ -17,7 +18,8 @@ import os
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-from ingestd import Retryable, progress
+from ingestd import progress
+from ingestd.errors import Retryable
 
 CHUNK_BYTES = 1 << 20
 
