@@ -102,30 +102,45 @@ class FolderGuard:
         self.on_gone = on_gone
         self.on_back = on_back
         self._watches: dict[str, tuple[WatchConfig, bool]] = {}
+        self._identity: dict[str, tuple[int, int] | None] = {}  # (st_dev, st_ino) watched
         self.missing: dict[str, tuple[str, float]] = {}
         """Watch name -> (what is wrong, since when, UNIX time)."""
 
     def track(self, watch: WatchConfig) -> None:
         self._watches[watch.name] = (watch, os.path.ismount(watch.path))
+        self._identity[watch.name] = _identity(watch.path)
 
     def forget(self, name: str) -> None:
         self._watches.pop(name, None)
+        self._identity.pop(name, None)
         self.missing.pop(name, None)
 
-    def _look(self) -> dict[str, str | None]:
+    def _look(self) -> dict[str, tuple[str | None, tuple[int, int] | None]]:
         return {
-            name: folder_problem(watch.path, was_mount=was_mount)
+            name: (folder_problem(watch.path, was_mount=was_mount), _identity(watch.path))
             for name, (watch, was_mount) in list(self._watches.items())
         }
 
     async def check(self) -> None:
         """Look at every folder once (in a thread); report and act on each change."""
         found = await asyncio.to_thread(self._look)
-        for name, problem in found.items():
+        for name, (problem, identity) in found.items():
             if name not in self._watches:
                 continue  # forgotten (a reload) while we looked
             watch = self._watches[name][0]
-            if problem is not None and name not in self.missing:
+            watched, self._identity[name] = self._identity.get(name), identity
+            if problem is None and name not in self.missing and identity != watched:
+                # gone and back between two looks (renamed away and made anew, remounted):
+                # the events of the old folder are lost, so watch the new one and rescan
+                log.warning(
+                    "watch_folder_replaced",
+                    watch=name,
+                    path=str(watch.path),
+                    action="watching the new folder and rescanning it",
+                )
+                self.on_gone(name)
+                self.on_back(name)
+            elif problem is not None and name not in self.missing:
                 self.missing[name] = (problem, time.time())
                 log.error(
                     "watch_folder_missing",
@@ -151,3 +166,12 @@ class FolderGuard:
         while True:
             await asyncio.sleep(FOLDER_CHECK_SECONDS)
             await self.check()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder, None when it cannot be looked at."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino

@@ -112,6 +112,27 @@ class TestWhileRunning:
         assert daemon.stop() == 0
 
 
+def test_a_folder_replaced_between_two_looks_is_watched_anew(ingestd_env, make_media) -> None:
+    """Renamed away and made anew faster than the daemon looks: the old folder's events are
+    lost, so the new folder is watched (``watch_folder_replaced``) and a file dropped into
+    it is processed without waiting for the periodic rescan."""
+    ingestd_env.write_config(pipeline={"rescan_interval_seconds": 600})
+    daemon = DaemonProcess(
+        ingestd_env.config_path,
+        ingestd_env.root / "daemon.log",
+        env={"INGESTD_FOLDER_CHECK_SECONDS": "3"},
+    )
+    ingestd_env.daemons.append(daemon)
+    daemon.start().wait_ready()
+    os.rename(ingestd_env.inbox, ingestd_env.root / "old-inbox")
+    ingestd_env.inbox.mkdir()
+    wait_for(lambda: daemon.has_event("watch_folder_replaced"), 30, "watch_folder_replaced")
+    assert not daemon.has_event("watch_folder_missing")
+    drop(make_media("new.wav"), ingestd_env.inbox)
+    ingestd_env.wait_states({"new.wav": "done"}, timeout=60)
+    assert daemon.stop() == 0
+
+
 def test_an_unmounted_share_is_no_folder_to_watch(tmp_path: Path) -> None:
     """The mount point an unmounted share leaves is reported (no mount needed to test the
     rule: a folder that was a mount point and is not any more)."""
