@@ -116,6 +116,33 @@ def check_folders(config: Config, report: Report) -> None:
             report.ok(what, f"{watch.path}: ok")
 
 
+def check_state(config: Config, report: Report) -> None:
+    """The state database reads back sane, or its folder lets `run` create it."""
+    from ingestd.store import open_read_only
+
+    path = config.state_path or config.work_dir / "state.db"
+    what = "state"
+    if path.exists():
+        try:
+            store = open_read_only(path)
+            try:
+                store.check()
+            finally:
+                store.close()
+        except IngestdError as exc:
+            report.failed(what, str(exc))
+            return
+        report.ok(what, f"{path}: ok")
+        return
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        report.failed(what, f"{path}: does not exist, and {parent} does not let us create it")
+        return
+    report.ok(what, f"{path}: will be created at start")
+
+
 def check_tools(report: Report) -> None:
     """ffmpeg and ffprobe start and say their version."""
     for tool in ("ffmpeg", "ffprobe"):
@@ -181,5 +208,6 @@ def run_checks(config: Config, plugins: Any, report: Report) -> None:
     """All of the above, in the order a reader expects: config, folders, tools, services."""
     backend, sinks = check_config(config, plugins, report)
     check_folders(config, report)
+    check_state(config, report)
     check_tools(report)
     asyncio.run(check_connections(backend, sinks, report))

@@ -70,6 +70,7 @@ def test_a_good_setup_passes_with_every_connection_tried(ingestd_env, slack, pos
     assert "sink database: postgresql+psycopg://postgres@127.0.0.1:5432/" in out
     assert "connected, tables ready (0 conversations)" in out
     assert "sink slack: token accepted by auth.test" in out
+    assert f"state: {ingestd_env.state_db}: will be created at start" in out
     assert "ffmpeg: " in out and "ffprobe: " in out
     assert "credentials accepted" in out
     assert slack.calls("auth.test"), "auth.test was really called"
@@ -152,3 +153,13 @@ def test_the_sandbox_says_its_insights_are_made_up(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "api: sandbox (embedded emulator at http://127.0.0.1:" in result.stdout
     assert "made up" in result.stdout and "not transcripts" in result.stdout
+
+
+def test_a_corrupt_state_database_is_a_problem(ingestd_env) -> None:
+    """`run` stops on a state database that is not one: so does check, saying what to do."""
+    ingestd_env.write_config()
+    ingestd_env.state_db.parent.mkdir(parents=True, exist_ok=True)
+    ingestd_env.state_db.write_bytes(b"not a database at all " * 400)
+    result = run_cli(ingestd_env, "check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"state: the state database {ingestd_env.state_db} is corrupt" in result.stderr
