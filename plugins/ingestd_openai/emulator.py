@@ -98,7 +98,8 @@ class OpenAIEmulator:
             self._faults.statuses.extend([(status, retry_after)] * count)
 
     def drop_next(self, count: int = 1) -> None:
-        """Read the next `count` bodies whole, then close the connection without answering."""
+        """Read the next `count` bodies whole, then close the connection without answering
+        (drops are served before the statuses of `fail_next`)."""
         with self._lock:
             self._faults.drops += count
 

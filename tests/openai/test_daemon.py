@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from ingestd import executables
-from ingestd.testing import drop
+from ingestd.testing import drop, run_cli
 
 from .conftest import API_KEY
 
@@ -173,3 +173,15 @@ def test_sigkill_mid_request_is_asked_again_without_a_lost_or_doubled_result(
         (0.0, f"call.wav from 0 to 5 seconds ({asked[0].sha256[:8]})."),
         (5.0, f"call.wav from 5 to 7 seconds ({asked[0].sha256[:8]})."),
     ]
+
+
+def test_check_tries_the_server_and_names_a_refused_key(openai_env) -> None:
+    openai_env.openai_daemon()  # writes the config
+    good = run_cli(openai_env, "check")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "key accepted, model whisper-1 offered" in good.stdout + good.stderr
+    openai_env.key_file.write_text("sk-not-the-key-0000\n")
+    bad = run_cli(openai_env, "check")
+    assert bad.returncode != 0
+    out = bad.stdout + bad.stderr
+    assert "refused the API key" in out and "sk-not-the-key" not in out
