@@ -9,10 +9,14 @@ from typing import Any
 
 import pytest
 import structlog
+from prometheus_client import CollectorRegistry
 
-from ingestd import hookimpl
+from ingestd import eventmetrics, hookimpl
 from ingestd.errors import PluginError, Rejected
+from ingestd.lifecycle import State
 from ingestd.plugins import Plugins, load_plugins
+from ingestd.store import SqliteStore
+from ingestd.transitions import Transitions, recording_of
 
 
 def with_plugins(*plugins: tuple[str, object]) -> Plugins:
@@ -240,3 +244,44 @@ def test_local_plugin_file_wrapper_is_called_through_pluggy(tmp_path: Path) -> N
         "k",
         "mapping",
     )
+
+
+class TestCoreMetricsPlugin:
+    """`ingestd.eventmetrics`: the core's own event plugin, listed and disabled like any."""
+
+    def counts(self) -> tuple[float, float]:
+        registry = CollectorRegistry()
+        for counter in eventmetrics.COUNTERS:
+            registry.register(counter)
+        changes = registry.get_sample_value(
+            "ingestd_state_changes_total", {"old": "discovered", "new": "rejected"}
+        )
+        ends = registry.get_sample_value(
+            "ingestd_recordings_finished_total", {"outcome": "rejected"}
+        )
+        return changes or 0.0, ends or 0.0
+
+    def reject_one(self, tmp_path: Path, plugins: Plugins) -> None:
+        store = SqliteStore(tmp_path / "state.db")
+        changes = Transitions(store, plugins, lambda row: recording_of(row, {}))
+        row = changes.record(
+            watch="w", watch_root="/in", relpath="x.wav", size_bytes=1, mtime=1.0, sha256="x"
+        )
+        changes.change(row, State.REJECTED, error="not media")
+        store.close()
+
+    def test_it_counts_changes_and_ends(self, tmp_path: Path) -> None:
+        plugins = load_plugins(entry_points_enabled=False)
+        assert [(r.name, r.source, r.status) for r in plugins.info] == [
+            ("metrics", "core", "loaded")
+        ]
+        before = self.counts()
+        self.reject_one(tmp_path, plugins)
+        assert self.counts() == (before[0] + 1, before[1] + 1)
+
+    def test_disable_plugins_switches_it_off(self, tmp_path: Path) -> None:
+        plugins = load_plugins(disabled=("metrics",), entry_points_enabled=False)
+        assert [r.status for r in plugins.info] == ["disabled"]
+        before = self.counts()
+        self.reject_one(tmp_path, plugins)
+        assert self.counts() == before
