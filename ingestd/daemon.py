@@ -69,6 +69,15 @@ def sink_names(sinks: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
     """Sinks by their stable name (`sink_names`)."""
+    sinks, problems = build_each_sink(config, plugins)
+    if problems:
+        raise ConfigError(locate(config, problems))
+    return sinks
+
+
+def build_each_sink(config: Config, plugins: Plugins) -> tuple[dict[str, Sink], list[str]]:
+    """Every sink that can be built, and the problems of those that cannot (unlocated), so
+    `ingestd check` can try the good ones while reporting the bad."""
     sinks: dict[str, Sink] = {}
     problems: list[str] = []
     for i, (name, options) in enumerate(zip(sink_names(config.sinks), config.sinks, strict=True)):
@@ -86,9 +95,7 @@ def build_sinks(config: Config, plugins: Plugins) -> dict[str, Sink]:
             sinks[name] = factory(options, context)
         except ConfigError as exc:
             problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(locate(config, problems))
-    return sinks
+    return sinks, problems
 
 
 def validate_watches(config: Config, plugins: Plugins) -> None:

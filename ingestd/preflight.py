@@ -27,7 +27,7 @@ from ingestd.configload import locate
 from ingestd.errors import ConfigError, IngestdError
 from ingestd.folders import folder_problem, missing_folder_problems
 from ingestd.logging import redact
-from ingestd.registry import Sink, SinkContext
+from ingestd.registry import Sink
 from ingestd.wording import plural
 
 CHECK_TIMEOUT_SECONDS = 30.0
@@ -64,7 +64,7 @@ def check_config(config: Config, plugins: Any, report: Report) -> tuple[Any, dic
     """Every configuration problem `run` would refuse to start on; the backend and the sinks
     that could be built, for the connection checks."""
     from ingestd.backends import build_backend
-    from ingestd.daemon import sink_names, validate_watches
+    from ingestd.daemon import build_each_sink, validate_watches
 
     problems: list[str] = []
     try:
@@ -72,22 +72,8 @@ def check_config(config: Config, plugins: Any, report: Report) -> tuple[Any, dic
     except ConfigError as exc:
         problems.extend(exc.problems)
     problems.extend(locate(config, missing_folder_problems(config.watches)))
-    sinks: dict[str, Sink] = {}
-    for i, (name, options) in enumerate(zip(sink_names(config.sinks), config.sinks, strict=True)):
-        options = dict(options)
-        kind = options.pop("type")
-        options.pop("name", None)
-        try:
-            factory = plugins.sinks.get(kind, key_path=f"sinks[{i}].type")
-            context = SinkContext(
-                name=name,
-                key_path=f"sinks[{i}]",
-                config_path=config.path,
-                state_dir=config.state_dir,
-            )
-            sinks[name] = factory(options, context)
-        except ConfigError as exc:
-            problems.extend(locate(config, exc.problems))
+    sinks, sink_problems = build_each_sink(config, plugins)
+    problems.extend(locate(config, sink_problems))
     backend = None
     try:
         backend = build_backend(config, plugins)
