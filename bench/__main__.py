@@ -28,6 +28,7 @@ BENCHMARKS = {
     "backlog": "bench.backlog",
     "idle": "bench.idle",
     "transcode": "bench.transcode",
+    "openai": "bench.openai",
 }
 """Run order: requests and dashboard reuse the throughput run, and latency's baseline serves
 all three."""
