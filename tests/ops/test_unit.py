@@ -1,9 +1,9 @@
 """The systemd units: exposure score, offline verification, template in step, sandbox fit.
 
-systemd is not PID 1 in the test environment (a container), so the unit cannot be started
-with systemd-run. Instead `confine.py` applies the kernel-side half of the unit's sandbox
-(seccomp syscall filter, W^X, address families, no capabilities, umask) to the real daemon,
-and test_notify.py speaks the notify protocol over a fake NOTIFY_SOCKET.
+systemd is not PID 1 in the test environment, so here `confine.py` applies the kernel-side
+half of the unit's sandbox (seccomp syscall filter, W^X, address families, no capabilities,
+umask) to the real daemon, and test_notify.py speaks the notify protocol over a fake
+NOTIFY_SOCKET. tests/systemd runs the installed unit under a real systemd in a container.
 """
 
 from __future__ import annotations

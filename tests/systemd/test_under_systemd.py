@@ -430,6 +430,19 @@ def test_hardening_holds(container: Container, api: Any, installed: dict) -> Non
     pids_seen = [p for p in _as_daemon(container, "ls /proc").split() if p.isdigit()]
     assert str(pid) in pids_seen and "1" not in pids_seen, pids_seen  # ProtectProc=invisible
 
+    mounts = _mounts(container.path(f"/proc/{pid}/mountinfo").read_text())
+    for point, option, why in (
+        ("/", "ro", "ProtectSystem=strict"),
+        ("/sys", "ro", "ProtectKernelTunables=yes"),
+        ("/sys/fs/cgroup", "ro", "ProtectControlGroups=yes"),
+        ("/var/lib/ingestd", "rw", "StateDirectory="),
+        ("/srv/results", "rw", "ReadWritePaths= of the drop-in"),
+        ("/srv/recordings", "rw", "ReadWritePaths= of the drop-in"),
+    ):
+        assert option in mounts.get(point, ("",))[0].split(","), (point, why, mounts)
+    assert mounts["/dev"][1] == "tmpfs", ("PrivateDevices=yes", mounts["/dev"])
+    assert "/tmp" in mounts and "/var/tmp" in mounts, "PrivateTmp=yes"
+
     for ns in ("mnt", "ipc", "uts", "user"):  # PrivateMounts/Tmp, PrivateIPC, ProtectHostname
         theirs = os.readlink(container.path(f"/proc/{pid}/ns/{ns}"))
         init = os.readlink(container.path(f"/proc/1/ns/{ns}"))
@@ -444,6 +457,16 @@ def test_hardening_holds(container: Container, api: Any, installed: dict) -> Non
     FIGURES["exposure (systemd-analyze security, running unit)"] = match.group(1)
 
     _device_policy(container)
+
+
+def _mounts(mountinfo: str) -> dict[str, tuple[str, str]]:
+    """Mount point -> (mount options, file system type), the topmost mount of each."""
+    found: dict[str, tuple[str, str]] = {}
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        found[parts[4]] = (parts[5], rest.split()[0])
+    return found
 
 
 def _device_policy(container: Container) -> None:
@@ -464,10 +487,11 @@ def _device_policy(container: Container) -> None:
         "test -w /sys/fs/cgroup/devices/devices.deny && echo yes || echo no"
     ).stdout.strip()
     assert writable == "no", "the devices controller is writable, yet the policy did not hold"
-    LIMITS["DevicePolicy=closed"] = (
+    LIMITS["DevicePolicy=closed (and the device list ProtectClock= adds)"] = (
         "not enforced inside nspawn: the host uses cgroup v1, and nspawn gives the container "
         f"no writable devices controller ({devices or 'none'}), so its systemd cannot set "
-        "device access lists; PrivateDevices=yes still leaves the daemon only pseudo devices"
+        "device access lists; PrivateDevices=yes still leaves the daemon only pseudo devices "
+        "(no /dev/rtc), and ProtectClock='s system-call half is in the seccomp filter"
     )
 
 
