@@ -12,6 +12,7 @@ nothing but the standard library.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -33,7 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     from ingestd.commands import main as run_command
 
     try:
-        return run_command(argv)
+        code = run_command(argv)
+        sys.stdout.flush()  # a reader that went away shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # `ingestd install-unit --dry-run | head`: the reader is gone, which is no error
+        # worth a traceback. Point stdout at /dev/null so the exit's flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     finally:
         # The daemon's event loop puts the default actions back when it closes: the daemon
         # has stopped by then, so a late signal still means exit 0.

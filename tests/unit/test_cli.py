@@ -3,6 +3,7 @@ heavy before setting them."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +23,24 @@ def restore_signals() -> Iterator[None]:
 
 
 class TestEntryPoint:
+    def test_output_to_a_closed_pipe_is_no_traceback(self, tmp_path) -> None:
+        """`ingestd install-unit --dry-run | head -3`: the reader leaves early; ingestd ends
+        quietly with 141 (128 + SIGPIPE), as a shell reports it."""
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # nobody will ever read
+        try:
+            command = [sys.executable, "-m", "ingestd.cli", "install-unit", "--dry-run"]
+            result = subprocess.run(
+                [*command, "--prefix", str(tmp_path), "--executable", "/opt/ingestd/bin/ingestd"],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            os.close(write_end)
+        assert (result.returncode, result.stderr) == (141, "")
+
     def test_importing_the_entry_point_is_cheap(self) -> None:
         """`ingestd.cli` imports only the standard library (and the `ingestd` package)."""
         code = (
