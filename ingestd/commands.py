@@ -126,7 +126,6 @@ def _transitions(config: Config, store: Any) -> Any:
     from ingestd.plugins import load_plugins
     from ingestd.transitions import Transitions, recording_of
 
-    configure("warning", "console")  # a raising event hook is shown; state_changed is not
     plugins = load_plugins(config.plugins, config.disable_plugins)
     watches = {w.name: w for w in config.watches}
     return Transitions(store, plugins, lambda row: recording_of(row, watches))
@@ -410,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retry", help="re-queue failed or rejected recordings")
     with_config(p)
     p.add_argument("ids", nargs="*", type=int, help="recording ids (default: every failed one)")
-    p.set_defaults(func=cmd_retry)
+    p.set_defaults(func=cmd_retry, quiet_logging=True)
     p = sub.add_parser(
         "redeliver",
         help="deliver a conversation again, or every done one (--all), to one sink or all",
@@ -432,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the sink's name: its `name`, else its type (a repeated one gets its position "
         "in the list appended, e.g. slack-2)",
     )
-    p.set_defaults(func=cmd_redeliver)
+    p.set_defaults(func=cmd_redeliver, quiet_logging=True)
     p = sub.add_parser("map", help="list or edit the conversation mapping")
     with_config(p)
     p.add_argument("action", nargs="?", choices=("list", "set", "delete"), default="list")
@@ -500,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         # with the "nothing started yet" exit 0 that `ingestd.cli` set up.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if getattr(args, "quiet_logging", False):
+        # Set here, not in the command: the dashboard runs the same commands inside the
+        # daemon, whose logging they must not reconfigure.
+        configure("warning", "console")  # a raising event hook is shown; state_changed is not
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -213,6 +213,22 @@ class TestServer:
         status, _, _ = request(f"{served.url}/api/recordings/{done}/retry", "POST", b"", **auth)
         assert status == 200 and store.get(done).state is State.DISCOVERED
 
+    def test_an_action_leaves_the_daemons_logging_as_it_was(
+        self, store: Store, served: DashboardServer, tmp_path: Path
+    ) -> None:
+        """The commands run inside the daemon here: they must not switch its logs to the
+        CLI's console format at warning level (info lines would vanish from the journal)."""
+        import structlog
+
+        rid = add(store, "a.wav", State.FAILED, tmp_path, error="boom", failed_from="queued")
+        before = structlog.get_config()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        status, _, body = request(f"{served.url}/api/recordings/{rid}/retry", "POST", b"", **auth)
+        assert status == 200, body
+        after = structlog.get_config()
+        assert after["wrapper_class"] is before["wrapper_class"]
+        assert after["processors"] == before["processors"]
+
     def test_origin_and_csrf_checks(
         self, store: Store, served: DashboardServer, tmp_path: Path
     ) -> None:
