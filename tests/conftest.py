@@ -1,1 +1,18 @@
 """Shared test configuration. The fixtures themselves live in ingestd.testing (pytest11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was() -> Iterator[None]:
+    """Commands called in-process (`commands.main([...])`) configure structlog for a terminal,
+    at warning or error level; `capture_logs` keeps that level, so a later test would capture
+    nothing. Each test gets back the configuration it started with."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
