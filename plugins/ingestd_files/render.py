@@ -111,7 +111,9 @@ def to_markdown(result: Result) -> str:
     blocks.append("\n".join(facts))
     summary = [md_escape(item.get("text")) for item in _objects(insights.summary)]
     _section(blocks, "Summary", [s for s in summary if s], separator="\n\n")
-    _section(blocks, "Transcript", [_md_line(line) for line in lines], separator="\n\n")
+    unlabelled = "members" in (insights.conversation.get("notProvided") or [])
+    transcript_lines = [_md_line(line, unlabelled) for line in lines]
+    _section(blocks, "Transcript", transcript_lines, separator="\n\n")
     _section(blocks, "Topics", _bullets(insights.topics, lambda _: ""))
     _section(blocks, "Questions", _bullets(insights.questions, _asked_by))
     _section(blocks, "Action items", _bullets(insights.action_items, _assigned))
@@ -141,10 +143,14 @@ def _speakers(result: Result, lines: list[Line]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _md_line(line: Line) -> str:
+def _md_line(line: Line, unlabelled: bool = False) -> str:
+    """``**Alice** [01:05]`` and the text; an engine that labels no speaker gets the time
+    alone rather than "Unknown speaker" on every line."""
+    when = f"[{clock(line.start)}]" if line.start is not None else ""
+    if unlabelled and not line.speaker:
+        return f"**{when}**\n{md_escape(line.text)}" if when else md_escape(line.text)
     speaker = md_escape(line.speaker) if line.speaker else "Unknown speaker"
-    when = f" [{clock(line.start)}]" if line.start is not None else ""
-    return f"**{speaker}**{when}\n{md_escape(line.text)}"
+    return f"**{speaker}**{' ' + when if when else ''}\n{md_escape(line.text)}"
 
 
 def _bullets(items: Iterable[Any], details: Callable[[Mapping[str, Any]], str]) -> list[str]:

@@ -18,7 +18,17 @@ from typing import Any
 
 from ingestd import Insights, Retryable
 
-NOT_PROVIDED = ("topics", "questions", "action_items", "follow_ups", "members", "analytics")
+NOT_PROVIDED = (
+    "topics",
+    "questions",
+    "action_items",
+    "follow_ups",
+    "members",
+    "summary",
+    "analytics",
+    "entities",
+    "trackers",
+)
 """Kinds of insight a transcription server does not produce: left empty, and said so in
 ``conversation["notProvided"]`` so sinks can tell "none found" from "not looked for"."""
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")

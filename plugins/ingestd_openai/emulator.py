@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -133,7 +134,7 @@ class OpenAIEmulator:
         class Handler(_Handler):
             owner = emulator
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server = _Server((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="openai-emulator", daemon=True
@@ -156,6 +157,15 @@ class OpenAIEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out, killed) is no error of the emulator's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -108,10 +108,17 @@ def render_message(
         "questions": lambda: _list_section("questions", insights.questions, _item, limits),
         "follow_ups": lambda: _list_section("follow_ups", insights.follow_ups, _task_line, limits),
     }
+    missing = not_provided(insights)
+    if missing:  # a transcript-only engine: show the words, and say what it does not make
+        blocks.append(_transcript_excerpt(insights))
     for name in sections:
+        if name == "speakers" and "members" in missing:
+            continue  # no speaker labels: "Unknown speaker, 100 %" would say nothing
         block = builders[name]()
         if block is not None:
             blocks.append(block)
+    if missing:
+        blocks.append(_mrkdwn_context("Not provided by this engine: " + ", ".join(missing)))
     return Message(text=_fallback(title, result), blocks=blocks[: LIMITS["blocks"]])
 
 
@@ -131,6 +138,25 @@ def _facts(result: Result) -> str:
         facts.append(("latest " if count > 1 else "") + fit_mrkdwn(latest, 300))
     facts.append(f"conversation {code(clean(result.conversation_id), 120)}")
     return " · ".join(facts)
+
+
+def not_provided(insights: Any) -> list[str]:
+    """The kinds the engine says it does not produce (``conversation.notProvided``), as words."""
+    kinds = insights.conversation.get("notProvided")
+    if not isinstance(kinds, list):
+        return []
+    return [str(kind).replace("_", " ").replace("follow ups", "follow-ups") for kind in kinds]
+
+
+def _transcript_excerpt(insights: Any) -> dict[str, Any]:
+    """The start of the transcript's text, as a section (the engine's only insight)."""
+    text = clean(insights.conversation.get("text")) or "(no speech found)"
+    title = bold("Transcript", 50)
+    body = fit_mrkdwn(text, LIMITS["section_text"] - units(title) - 1)
+    return {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": f"{title}\n{body}", "verbatim": True},
+    }
 
 
 def _mrkdwn_context(text: str) -> dict[str, Any]:

@@ -315,3 +315,32 @@ def test_the_readmes_backend_examples_are_valid_options() -> None:
             options["api_key"] = "sk-x"
         checked.append(from_mapping(options))
     assert checked[1].max_upload_bytes == 25_000_000
+
+
+class TestTimeout:
+    def test_the_wait_for_an_answer_grows_with_the_medias_duration(
+        self, emulator, make_media, tmp_path
+    ) -> None:
+        """A server that takes 1.5 s: a 0.3 s base wait is enough for a 4-s file at 0.5 s per
+        media second (2.3 s), and not without the per-second allowance (timed out, retried)."""
+        emulator.options.answer_delay_seconds = 1.5
+        audio = make_media("call.wav", seconds=4)
+
+        async def scenario(per_second: float) -> Any:
+            client = backend(
+                emulator,
+                tmp_path,
+                request_timeout_seconds=0.3,
+                timeout_per_media_second=per_second,
+                max_retries=1,
+            )
+            try:
+                return await transcribe(client, audio)
+            except Retryable as exc:
+                return exc
+            finally:
+                await client.aclose()
+
+        assert not isinstance(asyncio.run(scenario(0.5)), Exception)
+        error = asyncio.run(scenario(0.0))
+        assert isinstance(error, Retryable) and "ReadTimeout" in str(error)

@@ -4,6 +4,8 @@ faults survived, and a SIGKILL mid-request resumed with no lost or doubled resul
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -40,7 +42,10 @@ def test_every_format_is_transcribed_once_and_delivered(openai_env, make_media) 
             "action_items",
             "follow_ups",
             "members",
+            "summary",
             "analytics",
+            "entities",
+            "trackers",
         ]
         assert result["topics"] == [] and result["action_items"] == []
     markdown = "\n".join(p.read_text() for p in openai_env.results.rglob("*.md"))
@@ -185,3 +190,45 @@ def test_check_tries_the_server_and_names_a_refused_key(openai_env) -> None:
     assert bad.returncode != 0
     out = bad.stdout + bad.stderr
     assert "refused the API key" in out and "sk-not-the-key" not in out
+
+
+def test_every_sink_renders_a_transcript_only_result(openai_env, make_media) -> None:
+    """Files (Markdown, SRT, VTT) and the database take what the engine gives: timed lines
+    without speakers, and the kinds it does not produce marked, never made up."""
+    database = openai_env.root / "results.db"
+    daemon = openai_env.openai_daemon(
+        sinks=[
+            {
+                "type": "files",
+                "path": str(openai_env.results),
+                "formats": ["markdown", "srt", "vtt"],
+            },
+            {"type": "database", "url": f"sqlite:///{database}"},
+        ]
+    ).start()
+    daemon.wait_ready()
+    drop(make_media("call.wav", seconds=7), openai_env.inbox)
+    openai_env.wait_states({"call.wav": "done"}, timeout=60)
+    daemon.stop()
+
+    (srt,) = openai_env.results.rglob("*.srt")
+    assert srt.read_text().split("\n\n")[1].splitlines()[:2] == [
+        "2",
+        "00:00:05,000 --> 00:00:07,000",
+    ]
+    (vtt,) = openai_env.results.rglob("*.vtt")
+    assert "00:00:00.000 --> 00:00:05.000\ncall.wav from 0 to 5 seconds" in vtt.read_text()
+    (markdown,) = openai_env.results.rglob("*.md")
+    text = markdown.read_text()
+    assert "- Duration: 00:07" in text and "Not provided by this engine" in text
+    assert "## Topics" not in text and "Unknown speaker" not in text
+    assert "**[00:05]**\ncall.wav from 5 to 7 seconds" in text
+    with sqlite3.connect(database) as db:
+        messages = db.execute(
+            "SELECT position, time_offset, duration, speaker_name, text FROM messages "
+            "ORDER BY position"
+        ).fetchall()
+        (raw,) = db.execute("SELECT raw FROM conversations").fetchone()
+        topics = db.execute("SELECT count(*) FROM topics").fetchone()[0]
+    assert [m[:4] for m in messages] == [(0, 0.0, 5.0, None), (1, 5.0, 2.0, None)]
+    assert json.loads(raw)["notProvided"][:2] == ["topics", "questions"] and topics == 0
