@@ -186,6 +186,10 @@ class Pipeline:
         log.warning("recording_dismissed", reason=reason)
         return True
 
+    async def _source_changed(self, row: RecordingRow) -> bool:
+        verdict = await asyncio.to_thread(replaced.compare, row)
+        return verdict.now is replaced.FileNow.CHANGED
+
     def _retry_later(self, row: RecordingRow, exc: Retryable) -> None:
         current = self.store.get(row.id)
         attempts = current.attempts + 1
@@ -365,6 +369,11 @@ class Pipeline:
                 conversation_id=conversation_id,
                 action="sending the part again (appends cannot be looked up)",
             )
+        if Path(row.upload_path or row.path) == row.path and await self._source_changed(row):
+            # The file was replaced since it was queued (say, while this upload backed off):
+            # back to the queue, whose check dismisses it; none of the new content is sent.
+            self.transition(row, State.QUEUED, facts={"source_changed": True})
+            return
         endpoint = Endpoint.from_dict(row.endpoint or {})
         upload = None
         if not endpoint.kind.is_url:

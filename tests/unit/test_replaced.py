@@ -133,3 +133,24 @@ class TestUnmountedShare:
         path.unlink()
         share.rmdir()
         assert replaced.compare(row).now is FileNow.UNREADABLE
+
+
+class TestBeforeTheUpload:
+    def test_replaced_while_submitting_goes_back_and_is_dismissed(self, tmp_path: Path) -> None:
+        """A file uploaded as is, replaced after its queue check: the upload is not made
+        (the backend is never called); the row returns to the queue and is dismissed."""
+        store = SqliteStore(tmp_path / "state.db")
+        path = tmp_path / "call.wav"
+        path.write_bytes(b"old content")
+        row = record(store, path)
+        for state in (State.PROBED, State.TRANSCODED, State.QUEUED, State.SUBMITTING):
+            columns = {"upload_path": str(path)} if state is State.TRANSCODED else {}
+            row = store.transition(row.id, state, **columns)
+        path.write_bytes(b"new and longer content")
+        stages = pipeline(tmp_path, store)  # backend=None: any upload would crash the stage
+        row = asyncio.run(stages.run_stage(row))
+        assert row.state is State.QUEUED
+        assert [e["facts"] for e in store.events(row.id)][-1] == {"source_changed": True}
+        row = asyncio.run(stages.run_stage(row))
+        assert row.state is State.DISMISSED
+        assert "was replaced after it was recorded" in (row.error or "")
