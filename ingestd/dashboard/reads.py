@@ -39,6 +39,7 @@ STATE_WORDS = {
     State.FAILED: "failed",
     State.REJECTED: "rejected (bad input)",
     State.DUPLICATE: "duplicate of an earlier file",
+    State.DISMISSED: "dismissed (replaced, deleted, or dropped by an operator)",
 }
 
 WHAT_TO_DO = {
@@ -47,6 +48,8 @@ WHAT_TO_DO = {
     State.REJECTED: "The file itself was refused. Replace it in the watched folder with a "
     "good copy, or Retry if the cause was outside the file.",
     State.DUPLICATE: "Nothing to do: the same content was sent before.",
+    State.DISMISSED: "Nothing to do: the reason is named above (a replaced file's new "
+    "content is a recording of its own).",
 }
 
 

@@ -24,6 +24,7 @@ from ingestd.configload import parse_config
 from ingestd.dashboard import DashboardServer, Live
 from ingestd.dashboard.actions import Actions
 from ingestd.dashboard.auth import Guard
+from ingestd.dashboard.reads import STATE_WORDS
 from ingestd.errors import ConfigError, IngestdError, StoreError
 from ingestd.lifecycle import State
 from ingestd.logging import register_secrets
@@ -195,6 +196,17 @@ class TestServer:
             assert store.get(rid).state is State.FAILED
         finally:
             server.stop()
+
+    def test_a_dismissed_recording_has_its_page(
+        self, store: Store, served: DashboardServer
+    ) -> None:
+        """Every state has words on the page, dismissed included (its reason shown)."""
+        assert set(STATE_WORDS) == set(State)
+        rid = add(store, "a.wav", State.REJECTED, error="not media", failed_from="discovered")
+        store.transition(rid, State.DISMISSED, error="a.wav was deleted; nothing is left")
+        status, _, html = request(f"{served.url}/recordings/{rid}")
+        assert status == 200, html
+        assert "Dismissed (replaced, deleted" in html and "a.wav was deleted" in html
 
     def test_retry_with_the_token_runs_the_cli_command_and_wakes_the_daemon(
         self, store: Store, served: DashboardServer, tmp_path: Path
