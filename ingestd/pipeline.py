@@ -174,21 +174,25 @@ class Pipeline:
         return self.store.get(row.id)
 
     async def _replaced_under_it(self, row: RecordingRow) -> bool:
-        """Dismiss `row` when its file, which its stage would read, holds other content now:
-        that content is a recording of its own (`ingestd.replaced`)."""
-        if not replaced.reads_source(row):
+        """Dismiss `row` when its file, which its next step reads (probe, transcode; an
+        upload as is: see `_submitting`), holds other content now: that content is a
+        recording of its own (`ingestd.replaced`).
+
+        Only in the preparing states here: a queued recording's first step must reach
+        ``submitting`` without waiting, as the dispatcher counts job slots from the store.
+        """
+        if row.state not in (State.DISCOVERED, State.PROBED):
             return False
         verdict = await asyncio.to_thread(replaced.compare, row)
         if verdict.now is not replaced.FileNow.CHANGED:
             return False
+        self._dismiss_replaced(row, verdict)
+        return True
+
+    def _dismiss_replaced(self, row: RecordingRow, verdict: replaced.Verdict) -> None:
         reason = replaced.replaced_reason(row, replaced.successor(self.store, row, verdict))
         self.transition(row, State.DISMISSED, error=reason, facts={"reason": reason})
         log.warning("recording_dismissed", reason=reason)
-        return True
-
-    async def _source_changed(self, row: RecordingRow) -> bool:
-        verdict = await asyncio.to_thread(replaced.compare, row)
-        return verdict.now is replaced.FileNow.CHANGED
 
     def _retry_later(self, row: RecordingRow, exc: Retryable) -> None:
         current = self.store.get(row.id)
@@ -369,11 +373,14 @@ class Pipeline:
                 conversation_id=conversation_id,
                 action="sending the part again (appends cannot be looked up)",
             )
-        if Path(row.upload_path or row.path) == row.path and await self._source_changed(row):
-            # The file was replaced since it was queued (say, while this upload backed off):
-            # back to the queue, whose check dismisses it; none of the new content is sent.
-            self.transition(row, State.QUEUED, facts={"source_changed": True})
-            return
+        if Path(row.upload_path or row.path) == row.path:  # the original goes as is
+            verdict = await asyncio.to_thread(replaced.compare, row)
+            if verdict.now is replaced.FileNow.CHANGED:
+                # Replaced since it was recorded (say, while this upload backed off): none
+                # of the new content is sent under this row; out through the queue.
+                row = self.transition(row, State.QUEUED, facts={"source_changed": True})
+                self._dismiss_replaced(row, verdict)
+                return
         endpoint = Endpoint.from_dict(row.endpoint or {})
         upload = None
         if not endpoint.kind.is_url:

@@ -137,8 +137,8 @@ class TestUnmountedShare:
 
 class TestBeforeTheUpload:
     def test_replaced_while_submitting_goes_back_and_is_dismissed(self, tmp_path: Path) -> None:
-        """A file uploaded as is, replaced after its queue check: the upload is not made
-        (the backend is never called); the row returns to the queue and is dismissed."""
+        """A file uploaded as is, replaced before its upload: the upload is not made (the
+        backend is never called); the row leaves through the queue, dismissed."""
         store = SqliteStore(tmp_path / "state.db")
         path = tmp_path / "call.wav"
         path.write_bytes(b"old content")
@@ -149,8 +149,7 @@ class TestBeforeTheUpload:
         path.write_bytes(b"new and longer content")
         stages = pipeline(tmp_path, store)  # backend=None: any upload would crash the stage
         row = asyncio.run(stages.run_stage(row))
-        assert row.state is State.QUEUED
-        assert [e["facts"] for e in store.events(row.id)][-1] == {"source_changed": True}
-        row = asyncio.run(stages.run_stage(row))
         assert row.state is State.DISMISSED
+        moves = [(e["old"], e["new"]) for e in store.events(row.id)][-2:]
+        assert moves == [("submitting", "queued"), ("queued", "dismissed")]
         assert "was replaced after it was recorded" in (row.error or "")
