@@ -109,10 +109,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _open_store(config: Config) -> Any:
-    from ingestd.store import open_store
+    from ingestd.store import open_configured, open_store
 
     path = config.state_path
-    if path is None or not path.exists():
+    if path is None:  # a database server: the daemon or this command creates the schema
+        return open_configured(config)
+    if not path.exists():
         raise StoreError(
             f"no state database at {path} yet: the daemon has not run with this config "
             f"(`ingestd run` creates it), or state.url points somewhere else"

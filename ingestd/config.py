@@ -110,6 +110,8 @@ class Config:
     dashboard: DashboardConfig | None = None
     backend: str = "symbl"
     """The registered backend the daemon talks to (``backend:``)."""
+    state_password: str | None = field(default=None, repr=False, compare=False)
+    """``state.password`` (or ``password_file``) for a PostgreSQL ``state.url``."""
     # Where each key came from, so problems found later (plugin options) name file and line
     source: str = field(default="<config>", compare=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)

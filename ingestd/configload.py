@@ -149,6 +149,31 @@ def _resolve(value: Any, key_path: str, problems: _Problems, base: Path) -> Any:
     return value
 
 
+def _state_url(
+    problems: _Problems, state: Mapping[str, Any], base: Path
+) -> tuple[str, str | None, Path]:
+    """``state.url``: ``sqlite:///PATH`` (the default) or ``postgresql://USER@HOST/DB``
+    (password from ``state.password``/``password_file``); with the default work_dir."""
+    from ingestd.store.postgres import is_postgres_url, url_problem
+
+    url = state.get("url", "sqlite:///state/state.db")
+    password = state.get("password")
+    if is_postgres_url(url):
+        problem = url_problem(url)
+        if problem:
+            problems.add("state.url", problem)
+        return url, password, base / "state" / "work"
+    if password is not None:
+        problems.add("state.password", "only a postgresql:// state.url takes a password")
+    if not isinstance(url, str) or not url.startswith("sqlite:///"):
+        problems.add(
+            "state.url", "expected sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE"
+        )
+        url = "sqlite:///state/state.db"
+    db_path = (base / url.removeprefix("sqlite:///")).expanduser().resolve()
+    return f"sqlite:///{db_path}", None, db_path.parent / "work"
+
+
 def _number(
     problems: _Problems,
     data: Mapping[str, Any],
@@ -366,14 +391,9 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     backend, backends = _backends(problems, data)
 
     state = _mapping(problems, data, "state", "")
-    problems.unknown_keys(state, ("url", "work_dir"), "state")
-    state_url = state.get("url", "sqlite:///state/state.db")
-    if not isinstance(state_url, str) or not state_url.startswith("sqlite:///"):
-        problems.add("state.url", f"expected sqlite:///PATH, got {state_url!r}")
-        state_url = "sqlite:///state/state.db"
-    db_path = (base / state_url.removeprefix("sqlite:///")).expanduser().resolve()
-    state_url = f"sqlite:///{db_path}"
-    work_dir = (base / str(state.get("work_dir", db_path.parent / "work"))).expanduser().resolve()
+    problems.unknown_keys(state, ("url", "work_dir", "password"), "state")
+    state_url, state_password, default_work = _state_url(problems, state, base)
+    work_dir = (base / str(state.get("work_dir", default_work))).expanduser().resolve()
 
     watches_raw = data.get("watch", [])
     if not isinstance(watches_raw, list) or not watches_raw:
@@ -427,6 +447,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         backend=backend,
         backends=backends,
         state_url=state_url,
+        state_password=state_password,
         work_dir=work_dir,
         watches=tuple(w for w in watches if w is not None),
         sinks=tuple(sinks),

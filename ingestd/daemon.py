@@ -40,7 +40,7 @@ from ingestd.pipeline import Pipeline
 from ingestd.plugins import Plugins, load_plugins
 from ingestd.registry import Sink, SinkContext
 from ingestd.settle import Settler
-from ingestd.store import RecordingRow, open_store
+from ingestd.store import RecordingRow, open_configured
 from ingestd.transcode import clean_work_files
 from ingestd.watch import IgnoredFiles, Watcher, scan
 
@@ -178,7 +178,7 @@ class Daemon:
         lock = StateLock(config.state_path or config.work_dir / "state.db")
         lock.acquire()
         try:
-            self.store = open_store(config.state_path or config.work_dir / "state.db")
+            self.store = open_configured(config, wait=True)
             self.store.check()  # a corrupt file stops us before anything is written to it
             self.plugins = load_plugins(config.plugins, config.disable_plugins)
             validate_watches(config, self.plugins)

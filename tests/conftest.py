@@ -1,4 +1,5 @@
-"""Shared test configuration. The fixtures themselves live in ingestd.testing (pytest11)."""
+"""Shared test configuration. The fixtures themselves live in ingestd.testing (pytest11);
+the store contract fixtures (`store`, `store_place`: SQLite and PostgreSQL) in tests/stores.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+
+from tests.stores import postgres_database, shared_postgres_store, store, store_place
+
+__all__ = ["postgres_database", "shared_postgres_store", "store", "store_place"]
 
 
 @pytest.fixture(autouse=True)

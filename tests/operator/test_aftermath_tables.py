@@ -12,7 +12,6 @@ from ingestd.lifecycle import (
     Disposal,
     TransitionError,
 )
-from ingestd.store import SqliteStore
 
 
 def _table(table: dict) -> dict[str, set[str]]:
@@ -37,10 +36,9 @@ def test_deletion_table_is_pinned() -> None:
     }
 
 
-def test_the_store_refuses_what_the_tables_forbid(tmp_path) -> None:
+def test_the_store_refuses_what_the_tables_forbid(tmp_path, store) -> None:
     """A done move never goes back; a deleted conversation is never pending again; the
-    refused change writes nothing."""
-    store = SqliteStore(tmp_path / "state.db")
+    refused change writes nothing (both stores)."""
     try:
         row = store.insert(
             watch="w", watch_root=str(tmp_path), relpath="a.wav", size_bytes=1, mtime=1.0,

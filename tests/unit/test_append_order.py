@@ -15,12 +15,11 @@ from ingestd.errors import PluginError
 from ingestd.intake import Intake, first_sort_key, sort_key
 from ingestd.ordering import OrderingHold
 from ingestd.plugins import load_plugins
-from ingestd.store import RecordingRow, SqliteStore, Store
+from ingestd.store import RecordingRow, Store
 
 
 @pytest.fixture
-def setup(tmp_path: Path):
-    store = SqliteStore(tmp_path / "state.db")
+def setup(tmp_path: Path, store: Store):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     watch = WatchConfig(name="inbox", path=inbox)
@@ -123,9 +122,10 @@ class TestOrderingHold:
             {watch.name: watch}, plugins, lambda name: settling, lambda name: list(unrecorded)
         )
 
-    def test_folder_strategy_holds_only_behind_its_own_folder(self, tmp_path: Path) -> None:
+    def test_folder_strategy_holds_only_behind_its_own_folder(
+        self, tmp_path: Path, store: Store
+    ) -> None:
         """With the bundled mapping plugin: a settling a/part1 holds a/part2, not b/part2."""
-        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path, conversation={"by": "folder"})
         plugins = load_plugins((), ())
         a2 = self.queued(store, watch, "a/part2.wav", "folder:w:a", 1.0)
@@ -134,9 +134,10 @@ class TestOrderingHold:
         assert hold.holds(a2)
         assert not hold.holds(b2)
 
-    def test_cannot_tell_holds_every_later_part_of_the_watch(self, tmp_path: Path) -> None:
+    def test_cannot_tell_holds_every_later_part_of_the_watch(
+        self, tmp_path: Path, store: Store
+    ) -> None:
         """No answer (None) keeps the watch-wide hold; only files sorting before are asked."""
-        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path)
         plugins = Answers(None)
         row = self.queued(store, watch, "m/part2.wav", "sidecar:w:x", 1.0)
@@ -145,9 +146,8 @@ class TestOrderingHold:
         assert plugins.asked == ["a.wav"]
         assert not self.hold(watch, Answers(False), [tmp_path / "a.wav"]).holds(row)
 
-    def test_a_failing_hook_holds_and_is_reported_once(self, tmp_path: Path) -> None:
+    def test_a_failing_hook_holds_and_is_reported_once(self, tmp_path: Path, store: Store) -> None:
         """A plugin that raises cannot vouch for anything: the part waits; one warning."""
-        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path)
         row = self.queued(store, watch, "m/part2.wav", "k", 1.0)
         plugins = Answers(PluginError("'buggy' raised in the hook"))
@@ -160,12 +160,11 @@ class TestOrderingHold:
         assert reported == {"'buggy' raised in the hook"}
 
     def test_mtime_order_holds_behind_a_settling_file_whatever_its_mtime(
-        self, tmp_path: Path
+        self, tmp_path: Path, store: Store
     ) -> None:
         """A file still settling has no final mtime yet (cp -p sets it last): it holds a
         part it could share a key with even if its current mtime is newer; a settled file
         being fingerprinted holds only if its mtime sorts before."""
-        store = SqliteStore(tmp_path / "state.db")
         watch = WatchConfig(name="w", path=tmp_path, conversation={"order": "mtime"})
         row = self.queued(store, watch, "m/late.wav", "k", 100.0)
         copying = tmp_path / "m" / "early.wav"

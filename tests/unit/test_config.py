@@ -94,7 +94,7 @@ BROKEN = [
     (WATCH + "    patterns: 3", "bad.yaml:4: watch[0].patterns: expected a list of strings"),
     (WATCH + "    recursive: maybe",
      "bad.yaml:4: watch[0].recursive: expected true or false, got 'maybe'"),
-    (S + W + "state:\n  url: 'postgres://x'", "bad.yaml:4: state.url: expected sqlite:///"),
+    (S + W + "state:\n  url: 'postgres://x'", "bad.yaml:4: state.url: expected postgresql://"),
     ("watch: [{path: a}]\nsymbl: [1, 2]", "bad.yaml:2: symbl: expected a mapping"),
     (WATCH + "    conversation: folder",
      "bad.yaml:4: watch[0].conversation: expected a mapping"),

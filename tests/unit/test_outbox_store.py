@@ -3,18 +3,9 @@ conversation that failed after their job completed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from ingestd.daemon import sink_names
 from ingestd.lifecycle import State
-from ingestd.store import SqliteStore, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return SqliteStore(tmp_path / "state.db")
+from ingestd.store import Store
 
 
 def submitted(store: Store, rel: str, conversation_id: str = "c1") -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.lifecycle import TRANSITIONS, State, TransitionError
-from ingestd.store import RecordingRow, SqliteStore, Store
+from ingestd.store import RecordingRow, Store
 
 ROOT = Path(__file__).parents[2]
 
@@ -62,11 +62,6 @@ EARLIER_PART_HOLDS = {
     "duplicate": False,
     "dismissed": False,
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return SqliteStore(tmp_path / "state.db")
 
 
 def in_state(store: Store, state: str, rel: str = "a.wav", key: str | None = None) -> RecordingRow:

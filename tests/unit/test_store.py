@@ -1,4 +1,4 @@
-"""The SQLite store: durable transitions, ordering gate, mapping, outbox."""
+"""The store contract (SQLite and PostgreSQL, tests/stores.py): transitions, mapping, outbox."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ import pytest
 
 from ingestd.errors import StoreError
 from ingestd.lifecycle import State, TransitionError
-from ingestd.store import SqliteStore, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return SqliteStore(tmp_path / "state.db")
+from ingestd.store import SqliteStore, Store, open_store
 
 
 def add(store: Store, rel: str, key: str | None = None, sha: str | None = None):
@@ -33,11 +28,11 @@ def add(store: Store, rel: str, key: str | None = None, sha: str | None = None):
 
 
 class TestTransitions:
-    def test_transition_is_durable_across_connections(self, tmp_path: Path, store: Store) -> None:
+    def test_transition_is_durable_across_connections(self, store_place, store: Store) -> None:
         """A committed transition is visible to a fresh connection (another process)."""
         row = add(store, "a.wav")
         store.transition(row.id, State.PROBED, media={"container": "wav"})
-        other = SqliteStore(tmp_path / "state.db")
+        other = open_store(store_place)
         assert other.get(row.id).state is State.PROBED
         assert other.get(row.id).media == {"container": "wav"}
 

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from ingestd import logging as logging_module
@@ -16,7 +17,9 @@ from ingestd.store import sqlite as store_module
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def sqlite_store(tmp_path: Path) -> Store:
+    """SQLite's own failures (pages, busy timeout, corruption); PostgreSQL's are in
+    tests/unit/test_store_postgres.py."""
     return SqliteStore(tmp_path / "state.db")
 
 
@@ -38,9 +41,10 @@ def make_room(store: Store) -> None:
 
 class TestFullDisk:
     def test_a_failed_write_is_a_transient_store_error_naming_the_file(
-        self, tmp_path: Path, store: Store
+        self, tmp_path: Path, sqlite_store: Store
     ) -> None:
         """SQLITE_FULL says the disk is full, names the database, and may pass."""
+        store = sqlite_store
         fill_up(store)
         with pytest.raises(StoreError) as caught:
             for i in range(200):
@@ -49,8 +53,9 @@ class TestFullDisk:
         assert str(tmp_path / "state.db") in str(caught.value)
         assert caught.value.transient
 
-    def test_nothing_half_written_and_the_store_works_again(self, store: Store) -> None:
+    def test_nothing_half_written_and_the_store_works_again(self, sqlite_store: Store) -> None:
         """A failed write is rolled back whole; once there is room the same write works."""
+        store = sqlite_store
         kept = add(store, "kept.wav")
         fill_up(store)
         with pytest.raises(StoreError):
@@ -105,7 +110,7 @@ class TestLocked:
 
 
 class TestCorrupt:
-    def test_healthy_database_passes_the_check(self, store: Store) -> None:
+    def test_healthy_database_passes_the_check(self, store: Store) -> None:  # both stores
         """The start-up check is silent on a sound file."""
         add(store, "a.wav")
         store.check()
@@ -153,7 +158,19 @@ class TestStoreError:
         assert error.transient is transient
 
 
-def test_errors_and_facts_are_stored_with_secrets_masked(store: Store) -> None:
+def stored_bytes(place: Path | str) -> bytes:
+    """Everything the store wrote: the SQLite files, or every PostgreSQL row as text."""
+    if isinstance(place, Path):
+        return place.read_bytes() + Path(f"{place}-wal").read_bytes()
+    with psycopg.connect(place) as conn:
+        rows = conn.execute(
+            "SELECT row_to_json(t)::text FROM recordings t UNION ALL SELECT row_to_json(t)::text"
+            " FROM events t UNION ALL SELECT row_to_json(t)::text FROM deliveries t"
+        ).fetchall()
+    return "".join(r[0] for r in rows).encode()
+
+
+def test_errors_and_facts_are_stored_with_secrets_masked(store_place, store: Store) -> None:
     """Whoever writes an error (intake, pipeline, sinks), a known secret never lands on disk."""
     secret = "s3cr3t-planted-for-the-store-test"
     logging_module.register_secrets([secret])
@@ -164,7 +181,6 @@ def test_errors_and_facts_are_stored_with_secrets_masked(store: Store) -> None:
     assert store.get(row.id).error.startswith("sink said ")
     store.transition(row.id, State.DELIVERING, deliveries=["slack"])
     store.mark_delivery(row.id, "slack", state="failed", error=f"POST {secret} failed")
-    raw = store.path.read_bytes() + Path(f"{store.path}-wal").read_bytes()
-    assert secret.encode() not in raw
+    assert secret.encode() not in stored_bytes(store_place)
     [delivery] = store.deliveries(row.id)
     assert delivery["error"].startswith("POST ") and secret not in delivery["error"]
