@@ -1,0 +1,180 @@
+"""The daemon with its state on PostgreSQL (``state.url: postgresql://...``), end to end: a
+SIGKILL mid-run, the commands, a server stopped and started under a running daemon, and the
+start-up refusals (exit 78). Counted at the sandbox."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from ingestd.testing import IngestdEnv, drop, run_cli, wait_for
+from tests.privatepg import PASSWORD, private_postgres  # noqa: F401 - a fixture
+
+from .support import created, created_by_sha, log_tail, sha256, wait_terminal
+
+MEETING = ("meeting/part1.wav", "meeting/part2.wav")
+
+
+def on_postgres(env: IngestdEnv, url: str, **config) -> None:
+    """Point `env` (config and its row reads) at PostgreSQL; folders are conversations."""
+    env.state_db = url  # type: ignore[assignment]  # IngestdEnv.rows opens it read-only
+    env.write_config(
+        state={"url": url, "work_dir": str(env.root / "work")},
+        watch={"conversation": {"by": "folder"}},
+        **config,
+    )
+
+
+def arrive(env: IngestdEnv, make_media, singles: int, meeting: bool = True) -> dict[str, str]:
+    """`singles` one-file conversations and the two-part meeting; relpath -> sha256."""
+    files = {
+        f"call-{i}/call-{i}.wav": make_media(f"call-{i}.wav", seconds=0.4) for i in range(singles)
+    }
+    if meeting:
+        files[MEETING[0]] = make_media("part1.wav", seconds=0.4)
+        files[MEETING[1]] = make_media("part2.wav", seconds=0.4)
+    hashes = {rel: sha256(path) for rel, path in files.items()}
+    for rel, path in files.items():
+        drop(path, env.inbox / Path(rel).parent)
+    return hashes
+
+
+def assert_once_each(sandbox, env: IngestdEnv, hashes: dict[str, str]) -> None:
+    """Every file's bytes created a job exactly once; the meeting is one conversation."""
+    by_sha = created_by_sha(sandbox)
+    assert {rel: by_sha[sha] for rel, sha in hashes.items()} == dict.fromkeys(hashes, 1)
+    if MEETING[0] not in hashes:
+        assert len(sandbox.conversations()) == len(hashes)
+        return
+    rows = {r["relpath"]: r for r in env.rows()}
+    assert rows[MEETING[0]]["conversation_id"] == rows[MEETING[1]]["conversation_id"]
+    assert len(sandbox.conversations()) == len(hashes) - 1
+    methods = Counter(s["method"] for s in created(sandbox))
+    assert methods == {"POST": len(hashes) - 1, "PUT": 1}
+
+
+def test_sigkill_mid_run_on_postgres_loses_and_doubles_nothing(
+    ingestd_env, sandbox, make_media, postgres_database
+) -> None:
+    sandbox.set_options({"job_seconds": 1.0, "schedule_seconds": 0.02})
+    env = ingestd_env
+    on_postgres(env, postgres_database)
+    hashes = arrive(env, make_media, singles=4)
+    daemon = env.daemon().start()
+    daemon.wait_ready()
+    wait_for(lambda: created(sandbox), 60, "a first job at the sandbox")
+    daemon.kill()
+    assert any(s not in ("done",) for s in env.states().values()), "killed mid-run"
+    final = env.daemon().start()
+    final.wait_ready()
+    states = wait_terminal(env, hashes, timeout=120)
+    assert set(states.values()) == {"done"}, log_tail(env)
+    assert_once_each(sandbox, env, hashes)
+
+    status = run_cli(env, "status")
+    assert status.returncode == 0, status.stderr
+    assert "done" in status.stdout and "postgresql://" not in status.stderr
+    mapping = run_cli(env, "map")
+    assert mapping.returncode == 0, mapping.stderr
+    assert "meeting" in mapping.stdout
+    assert final.stop() == 0
+
+
+def test_retry_goes_through_the_postgres_store(
+    ingestd_env, sandbox, make_media, postgres_database
+) -> None:
+    """A recording whose job failed is failed; `ingestd retry` re-queues it on PostgreSQL
+    and the running daemon finishes it."""
+    env = ingestd_env
+    on_postgres(env, postgres_database, pipeline={"resubmit_failed_jobs": 0})
+    sandbox.faults.arm({"kind": "fail_job", "times": 1})
+    source = make_media("doomed.wav")
+    digest = sha256(source)
+    daemon = env.daemon().start()
+    daemon.wait_ready()
+    drop(source, env.inbox / "doomed")
+    env.wait_states({"doomed/doomed.wav": "failed"})
+    retry = run_cli(env, "retry")
+    assert retry.returncode == 0, retry.stderr
+    assert "1 recording re-queued" in retry.stdout
+    env.wait_states({"doomed/doomed.wav": "done"})
+    assert created_by_sha(sandbox)[digest] == 2, "the failed job's upload and the retry"
+    assert daemon.stop() == 0
+
+
+def test_a_server_stopped_and_started_mid_run_is_waited_for(
+    ingestd_env,
+    sandbox,
+    make_media,
+    private_postgres,  # noqa: F811
+) -> None:
+    """The daemon says the database is gone, waits, reconnects, and loses nothing."""
+    sandbox.set_options({"job_seconds": 1.5, "schedule_seconds": 0.02})
+    server = private_postgres
+    env = ingestd_env
+    on_postgres(env, server.url())
+    (env.root / "pgpass").write_text(PASSWORD + "\n")
+    env.write_config(
+        state={"url": server.url(), "password_file": str(env.root / "pgpass"),
+               "work_dir": str(env.root / "work")},
+        watch={"conversation": {"by": "folder"}},
+    )  # fmt: skip
+    env.state_db = server.url(password=True)  # type: ignore[assignment]
+    # Singles only: two parts of one conversation fetched at the same moment (as after an
+    # outage) race on one temporary insights file (pipeline._write_json_atomically), a bug
+    # of its own, reported apart.
+    hashes = arrive(env, make_media, singles=4, meeting=False)
+    daemon = env.daemon().start()
+    daemon.wait_ready()
+    wait_for(lambda: created(sandbox), 60, "a first job at the sandbox")
+    server.stop()
+    wait_for(lambda: daemon.has_event("state_database_unreachable"), 60, "the daemon to say so")
+    time.sleep(2)  # down for a while, with jobs running at the sandbox
+    assert daemon.process.poll() is None, "the daemon waits instead of exiting"
+    server.start()
+    wait_for(lambda: daemon.has_event("state_database_reconnected"), 60, "reconnected")
+    states = wait_terminal(env, hashes, timeout=120)
+    assert set(states.values()) == {"done"}, log_tail(env)
+    assert_once_each(sandbox, env, hashes)
+    assert PASSWORD not in (env.root / "daemon.log").read_text()
+    assert daemon.stop() == 0
+
+
+def run_refused(
+    env: IngestdEnv, url: str, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    state = {"url": url}
+    if password is not None:
+        (env.root / "pgpass").write_text(password + "\n")
+        state["password_file"] = str(env.root / "pgpass")
+    env.write_config(state=state)
+    return subprocess.run(
+        [sys.executable, "-m", "ingestd.cli", "run", "--config", str(env.config_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_what_only_the_operator_can_fix_exits_78_with_the_reason(
+    ingestd_env,
+    private_postgres,  # noqa: F811
+) -> None:
+    server = private_postgres
+    env = ingestd_env
+    cases = [
+        (f"postgresql://postgres@127.0.0.1:{server.port}", None, "no database given"),
+        (server.url("no_such_db"), PASSWORD, 'database "no_such_db" does not exist'),
+        (server.url(), "wrong-password", "password authentication failed"),
+    ]
+    for url, password, reason in cases:
+        done = run_refused(env, url, password)
+        assert done.returncode == 78, (url, done.stderr)
+        assert reason in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "wrong-password" not in done.stderr and PASSWORD not in done.stderr
+    run_refused(env, server.url("no_such_db"), PASSWORD)  # writes the config
+    env.write_config(state={"url": server.url(), "password_file": str(env.root / "pgpass")})
+    status = run_cli(env, "status")  # the right password: the schema is made, nothing in it
+    assert status.returncode == 0, status.stderr

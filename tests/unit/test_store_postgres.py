@@ -1,0 +1,152 @@
+"""What only the PostgreSQL store has: its schema migration by several nodes at once, a lost
+connection waited for, its readers, and ``state.url`` in the configuration. The behaviour it
+shares with SQLite is the contract suite (the `store` fixture, tests/stores.py)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingestd.configload import load_config
+from ingestd.errors import ConfigError, StoreError
+from ingestd.lifecycle import State
+from ingestd.store import Store, open_store
+from ingestd.store.postgres import SCHEMA_VERSION, PostgresStore, display_url
+from tests.unit.test_store_protocol import public_methods
+
+
+def add(store: Store, rel: str):
+    return store.insert(
+        watch="w", watch_root="/in", relpath=rel, size_bytes=1, mtime=1.0, sha256=rel
+    )
+
+
+def test_every_protocol_method_is_there_and_survives_a_reconnect() -> None:
+    methods = set(public_methods(Store))
+    for name in methods - {"close", "reader"}:
+        assert getattr(PostgresStore, name).__wrapped__, name
+
+
+def test_nodes_starting_together_migrate_once(postgres_database: str) -> None:
+    opened: list[Store] = []
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(open_store(postgres_database))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with psycopg.connect(postgres_database) as conn:
+        assert conn.execute("SELECT version FROM ingestd_schema").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+    add(opened[0], "a.wav")
+    assert [r.relpath for r in opened[-1].all()] == ["a.wav"]
+    for store in opened:
+        store.close()
+
+
+def test_a_newer_schema_is_refused(postgres_database: str) -> None:
+    open_store(postgres_database).close()
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute("UPDATE ingestd_schema SET version = 99")
+    with pytest.raises(StoreError, match="newer ingestd"):
+        open_store(postgres_database)
+
+
+def terminate_other_sessions(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_the_daemons_store_reconnects_and_runs_the_call_again(postgres_database: str) -> None:
+    store = PostgresStore(postgres_database, wait=True)
+    row = add(store, "a.wav")
+    terminate_other_sessions(postgres_database)  # a server restart, as the store sees it
+    assert store.transition(row.id, State.PROBED).state is State.PROBED
+    assert [e["new"] for e in store.events(row.id)] == ["discovered", "probed"]
+    store.close()
+
+
+def test_a_commands_store_fails_at_once_with_one_line(postgres_database: str) -> None:
+    store = open_store(postgres_database)
+    add(store, "a.wav")
+    terminate_other_sessions(postgres_database)
+    with pytest.raises(StoreError, match="lost the connection") as caught:
+        store.all()
+    assert caught.value.transient
+    store.close()
+
+
+def test_a_reader_reads_and_refuses_to_write(postgres_database: str) -> None:
+    store = open_store(postgres_database)
+    row = add(store, "a.wav")
+    reader = store.reader()
+    try:
+        assert reader.get(row.id).state is State.DISCOVERED
+        assert reader.snapshot().states == {"discovered": 1}
+        with pytest.raises(StoreError, match="only reads"):
+            reader.update(row.id, attempts=3)
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_unreachable_server_is_one_line_for_a_command() -> None:
+    with pytest.raises(StoreError, match="cannot reach the state database") as caught:
+        open_store("postgresql://postgres@127.0.0.1:1/ingestd")
+    assert "Traceback" not in str(caught.value)
+
+
+def test_a_missing_database_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match='database "ingestd_none_here" does not exist'):
+        open_store("postgresql://postgres@127.0.0.1:5432/ingestd_none_here")
+
+
+class TestConfig:
+    def write(self, tmp_path: Path, state: str) -> Path:
+        (tmp_path / "in").mkdir(exist_ok=True)
+        path = tmp_path / "ingestd.yaml"
+        path.write_text(
+            f"symbl: {{app_id: a, app_secret: b}}\nstate:\n{state}\nwatch:\n  - path: in\n"
+        )
+        return path
+
+    def test_url_and_password_file(self, tmp_path: Path) -> None:
+        (tmp_path / "pw").write_text("hunter22\n")
+        config = load_config(
+            self.write(
+                tmp_path, "  url: postgres://ingestd@db:5433/state\n  password_file: pw"
+            )
+        )
+        assert config.state_url == "postgres://ingestd@db:5433/state"
+        assert config.state_password == "hunter22"
+        assert config.state_path is None
+        assert config.work_dir == tmp_path / "state" / "work"
+        assert "hunter22" not in repr(config)
+
+    def test_a_url_without_database_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="no database given"):
+            load_config(self.write(tmp_path, "  url: postgresql://u@db"))
+
+    def test_a_password_for_sqlite_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="only a postgresql:// state.url"):
+            load_config(self.write(tmp_path, "  url: sqlite:///s.db\n  password: x"))
+
+
+def test_messages_never_show_the_password() -> None:
+    assert display_url("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d"
+    assert display_url("postgresql://u@h/d") == "postgresql://u@h/d"
