@@ -37,7 +37,7 @@ def test_nodes_starting_together_migrate_once(postgres_database: str) -> None:
     def start() -> None:
         try:
             opened.append(open_store(postgres_database))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             failures.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(6)]
@@ -143,7 +143,7 @@ class TestConfig:
             load_config(self.write(tmp_path, "  url: postgresql://u@db"))
 
     def test_a_password_for_sqlite_is_refused(self, tmp_path: Path) -> None:
-        with pytest.raises(ConfigError, match="only a postgresql:// state.url"):
+        with pytest.raises(ConfigError, match=r"only a postgresql:// state\.url"):
             load_config(self.write(tmp_path, "  url: sqlite:///s.db\n  password: x"))
 
 
