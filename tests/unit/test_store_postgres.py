@@ -47,9 +47,7 @@ def test_nodes_starting_together_migrate_once(postgres_database: str) -> None:
         thread.join()
     assert failures == []
     with psycopg.connect(postgres_database) as conn:
-        assert conn.execute("SELECT version FROM ingestd_schema").fetchall() == [
-            (SCHEMA_VERSION,)
-        ]
+        assert conn.execute("SELECT version FROM ingestd_schema").fetchall() == [(SCHEMA_VERSION,)]
     add(opened[0], "a.wav")
     assert [r.relpath for r in opened[-1].all()] == ["a.wav"]
     for store in opened:
@@ -128,9 +126,7 @@ class TestConfig:
     def test_url_and_password_file(self, tmp_path: Path) -> None:
         (tmp_path / "pw").write_text("hunter22\n")
         config = load_config(
-            self.write(
-                tmp_path, "  url: postgres://ingestd@db:5433/state\n  password_file: pw"
-            )
+            self.write(tmp_path, "  url: postgres://ingestd@db:5433/state\n  password_file: pw")
         )
         assert config.state_url == "postgres://ingestd@db:5433/state"
         assert config.state_password == "hunter22"
