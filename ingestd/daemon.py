@@ -467,7 +467,9 @@ class Daemon:
 
     def _dispatch_once(self) -> None:
         limit = job_limit(self.backend)
-        in_flight = self.store.count_states(IN_FLIGHT)
+        # and those dispatched by an earlier round whose task has not reached submitting yet
+        started = sum(1 for _, state in self._active.values() if state is State.QUEUED)
+        in_flight = self.store.count_states(IN_FLIGHT) + started
         # Probes and transcodes are CPU work: a few at a time get the first recordings to the
         # API at once, where starting a whole batch together would starve the event loop.
         preparing_limit = 2 * self.config.pipeline.transcode_workers
