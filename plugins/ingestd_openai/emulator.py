@@ -84,6 +84,8 @@ class OpenAIEmulator:
         self.requests: list[Transcription] = []
         self.bytes_received = 0
         self.in_flight = 0
+        self.max_in_flight = 0
+        """The most transcriptions it was working on at once."""
         self.started_requests = threading.Condition()
         self._faults = _Faults()
         self._lock = threading.Lock()
@@ -285,23 +287,25 @@ class _Handler(BaseHTTPRequestHandler):
         record = self._record(filename, media.stat().st_size, digest, fields, duration, 0)
         with owner.started_requests:
             owner.in_flight += 1
+            owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
             owner.started_requests.notify_all()
-        try:
+        try:  # "transcribing": done before the answer leaves, so a client that sends its
+            # next request on hearing this one never finds this one still counted
             if options.answer_delay_seconds:
                 threading.Event().wait(options.answer_delay_seconds)
             answer = verbose_json(filename, digest, duration, options)
-            fmt = fields.get("response_format", "json")
-            record.status = 200
-            record.finished = time.monotonic()
-            if fmt == "verbose_json":
-                self._send(200, answer)
-            elif fmt == "text":
-                self._send(200, answer["text"].encode())
-            else:
-                self._send(200, {"text": answer["text"]})
         finally:
             with owner.started_requests:
                 owner.in_flight -= 1
+        fmt = fields.get("response_format", "json")
+        record.status = 200
+        record.finished = time.monotonic()
+        if fmt == "verbose_json":
+            self._send(200, answer)
+        elif fmt == "text":
+            self._send(200, answer["text"].encode())
+        else:
+            self._send(200, {"text": answer["text"]})
 
     def _record(
         self,

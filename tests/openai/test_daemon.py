@@ -232,3 +232,15 @@ def test_every_sink_renders_a_transcript_only_result(openai_env, make_media) -> 
         topics = db.execute("SELECT count(*) FROM topics").fetchone()[0]
     assert [m[:4] for m in messages] == [(0, 0.0, 5.0, None), (1, 5.0, 2.0, None)]
     assert json.loads(raw)["notProvided"][:2] == ["topics", "questions"] and topics == 0
+
+
+def test_no_more_transcriptions_at_once_than_the_concurrency_limit(openai_env, make_media) -> None:
+    emulator = openai_env.emulator
+    emulator.options.answer_delay_seconds = 1.0
+    daemon = openai_env.openai_daemon({"max_concurrent_jobs": 2}).start()
+    daemon.wait_ready()
+    for n in range(5):
+        drop(make_media(f"call-{n}.wav", seconds=1), openai_env.inbox)
+    openai_env.wait_states({f"call-{n}.wav": "done" for n in range(5)}, timeout=90)
+    daemon.stop()
+    assert emulator.max_in_flight == 2
