@@ -71,6 +71,8 @@ again, so a second answer for the same part replaces the first instead of adding
 TRANSCRIBE = "audio/transcriptions"
 PERMANENT = (400, 401, 403, 404, 405, 411, 413, 415, 422)
 """Answers retrying cannot change (the rest of 4xx too; 408 and 429 are retried)."""
+SLOWEST_UPLOAD_BYTES_PER_S = 100_000
+"""The slowest link a whole request is allowed for (on top of the answer's wait)."""
 UNKNOWN_DURATION_SECONDS = 4 * 3600.0
 """The wait's basis when a file's duration cannot be read."""
 
@@ -302,6 +304,7 @@ class OpenAIBackend:
             duration
         )
         timeout = httpx.Timeout(self.options.request_timeout_seconds, read=wait, write=wait)
+        deadline = wait + self.options.request_timeout_seconds + size / SLOWEST_UPLOAD_BYTES_PER_S
         what = f"POST /{TRANSCRIBE}"
 
         async def attempt() -> httpx.Response:
@@ -316,8 +319,11 @@ class OpenAIBackend:
                 },
                 timeout=timeout,
             )
-            try:
-                return await self._http.send(request)
+            try:  # httpx bounds each read and write gap; this bounds the whole request
+                async with asyncio.timeout(deadline):
+                    return await self._http.send(request)
+            except TimeoutError:
+                raise  # the whole request took too long: the policy retries
             except OSError as exc:
                 raise Retryable(f"{what}: cannot read {path}: {exc.strerror}") from None
 
