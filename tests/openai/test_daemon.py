@@ -62,10 +62,14 @@ def test_a_mapped_three_part_conversation_is_merged_in_order(openai_env, make_me
     ).start()
     daemon.wait_ready()
     folder = openai_env.inbox / "meeting-7"
+    delivered = []
     for n, seconds in ((1, 4), (2, 6), (3, 3)):
         drop(make_media(f"part{n}.wav", seconds=seconds), folder)
         openai_env.wait_states({f"meeting-7/part{n}.wav": "done"}, timeout=60)
+        (so_far,) = openai_env.results_json()
+        delivered.append((len(so_far["ingestd"]["parts"]), len(so_far["messages"])))
     daemon.stop()
+    assert delivered == [(1, 1), (2, 3), (3, 4)], "the sinks got the conversation after each part"
 
     rows = {r["relpath"]: r for r in openai_env.rows()}
     ids = {r["conversation_id"] for r in rows.values()}
