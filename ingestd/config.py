@@ -112,6 +112,8 @@ class Config:
     """The registered backend the daemon talks to (``backend:``)."""
     state_password: str | None = field(default=None, repr=False, compare=False)
     """``state.password`` (or ``password_file``) for a PostgreSQL ``state.url``."""
+    node_name: str = ""
+    """``node.name``: this daemon among the nodes of one state database (default: host name)."""
     # Where each key came from, so problems found later (plugin options) name file and line
     source: str = field(default="<config>", compare=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)

@@ -35,7 +35,7 @@ _SECRET_KEY = re.compile(r"(secret|token|password|webhook_url|api_key)$", re.IGN
 DEFAULT_BACKEND = "symbl"
 TOP_KEYS = (
     "backend", "state", "watch", "sinks", "pipeline", "plugins", "disable_plugins", "logging",
-    "metrics", "parameters", "dashboard",
+    "metrics", "parameters", "dashboard", "node",
 )  # fmt: skip
 """The core's own top-level keys. Any other top-level key is the section of a backend
 (``symbl:``), checked against the registered backends once plugins are loaded."""
@@ -172,6 +172,18 @@ def _state_url(
         url = "sqlite:///state/state.db"
     db_path = (base / url.removeprefix("sqlite:///")).expanduser().resolve()
     return f"sqlite:///{db_path}", None, db_path.parent / "work"
+
+
+def _node_name(problems: _Problems, node: Mapping[str, Any]) -> str:
+    """``node: {name: NAME}``: this daemon's name among the nodes of one state database."""
+    from ingestd.nodes import default_node_name
+
+    problems.unknown_keys(node, ("name",), "node")
+    name = node.get("name", default_node_name())
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+        problems.add("node.name", "expected 1-63 letters, digits, '.', '_' or '-'")
+        return default_node_name()
+    return name
 
 
 def _number(
@@ -441,6 +453,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     plugins = _strings(problems, data, "plugins", "", ())
     resolved_plugins = tuple(str((base / p).resolve()) if p.endswith(".py") else p for p in plugins)
     pipeline = _pipeline(problems, _mapping(problems, data, "pipeline", ""))
+    node_name = _node_name(problems, _mapping(problems, data, "node", ""))
     problems.raise_if_any()
     return Config(
         path=None,
@@ -448,6 +461,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         backends=backends,
         state_url=state_url,
         state_password=state_password,
+        node_name=node_name,
         work_dir=work_dir,
         watches=tuple(w for w in watches if w is not None),
         sinks=tuple(sinks),

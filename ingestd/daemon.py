@@ -35,6 +35,7 @@ from ingestd.intake import Intake
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
 from ingestd.logging import register_config_secrets
 from ingestd.metrics import Health, MetricsServer
+from ingestd.nodes import Membership
 from ingestd.ordering import OrderingHold
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import Plugins, load_plugins
@@ -180,6 +181,8 @@ class Daemon:
         try:
             self.store = open_configured(config, wait=True)
             self.store.check()  # a corrupt file stops us before anything is written to it
+            self.membership = Membership(self.store, config.node_name)
+            self.membership.join()  # a second live daemon under this node name stops here
             self.plugins = load_plugins(config.plugins, config.disable_plugins)
             validate_watches(config, self.plugins)
             self.backend = build_backend(config, self.plugins)
@@ -190,6 +193,8 @@ class Daemon:
             finally:
                 await self.backend.aclose()
         finally:
+            if hasattr(self, "membership"):
+                self.membership.leave()
             if hasattr(self, "store"):
                 self.store.close()
             lock.release()
@@ -251,6 +256,7 @@ class Daemon:
         self._spawn(self.settler.run())
         self._spawn(self._periodic_rescan())
         self._spawn(self._heartbeat())
+        self._spawn(self.membership.run())
         self._spawn(self.aftermath.run())
         status = self._status_line()
         systemd.notify("READY=1", f"STATUS={status}")
@@ -318,7 +324,7 @@ class Daemon:
             return
         fixed = (
             "backend", "backends", "state_url", "work_dir", "plugins", "disable_plugins",
-            "dashboard",
+            "dashboard", "node_name",
         )  # fmt: skip
         needs_restart = [k for k in fixed if getattr(new, k) != getattr(old, k)]
         if needs_restart:

@@ -69,6 +69,16 @@ class RecordingRow:
 
 
 @dataclass(frozen=True)
+class NodeInfo:
+    """One running daemon as the ``nodes`` table knows it (``node.name`` in the config)."""
+
+    name: str
+    instance: str  # random per process start: tells this run from an earlier one
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
 class StoreSnapshot:
     """What a metrics scrape needs from the store, read in one transaction."""
 
@@ -347,4 +357,22 @@ class Store(Protocol):
 
     def disposal_counts(self) -> dict[str, dict[str, int]]:
         """action -> {state: count}, for status."""
+        ...
+
+    def join_node(self, node: NodeInfo, stale_after: float) -> None:
+        """Record `node` as running; a StoreError naming the other daemon when a live one
+        (a heartbeat within `stale_after` seconds, not a dead process of this host) already
+        runs under that name. SQLite: nothing (its file lock admits one daemon)."""
+        ...
+
+    def node_heartbeat(self, node: NodeInfo) -> bool:
+        """Say `node` is alive; False when its name now belongs to another daemon."""
+        ...
+
+    def leave_node(self, node: NodeInfo) -> None:
+        """Forget `node` (a clean stop), so its name is free at once."""
+        ...
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The nodes the store knows, by name, with their last heartbeat."""
         ...

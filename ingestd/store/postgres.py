@@ -43,6 +43,7 @@ from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
 from ingestd.errors import ConfigError, StoreError
+from ingestd.store.nodes import PostgresNodes
 from ingestd.store.sqlite import SqliteStore, _Result
 
 log = structlog.get_logger()
@@ -102,7 +103,7 @@ class ConnectionLost(Exception):
     """The server went away mid-call (internal: the outermost store call waits and reruns)."""
 
 
-class PostgresStore(SqliteStore):
+class PostgresStore(PostgresNodes, SqliteStore):
     """The `ingestd.store.Store` protocol on a PostgreSQL database, shared by nodes."""
 
     def __init__(

@@ -25,7 +25,7 @@ from typing import Any
 from ingestd.errors import StoreError
 from ingestd.lifecycle import PIPELINE, State, TransitionError, check_transition
 from ingestd.logging import redact
-from ingestd.store.base import RecordingRow, StoreSnapshot
+from ingestd.store.base import NodeInfo, RecordingRow, StoreSnapshot
 from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
 
@@ -658,6 +658,20 @@ class SqliteStore(OperatorTables):
             (limit,),
         )
         return [dict(r) for r in rows]
+
+    # -- nodes: one daemon per SQLite file (daemon.StateLock); nothing to record ------------
+
+    def join_node(self, node: NodeInfo, stale_after: float) -> None:
+        return None
+
+    def node_heartbeat(self, node: NodeInfo) -> bool:
+        return True
+
+    def leave_node(self, node: NodeInfo) -> None:
+        return None
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return []
 
 
 def store_error(path: Path, exc: sqlite3.Error) -> StoreError:

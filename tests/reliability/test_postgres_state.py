@@ -178,3 +178,59 @@ def test_what_only_the_operator_can_fix_exits_78_with_the_reason(
     env.write_config(state={"url": server.url(), "password_file": str(env.root / "pgpass")})
     status = run_cli(env, "status")  # the right password: the schema is made, nothing in it
     assert status.returncode == 0, status.stderr
+
+
+def test_a_second_daemon_with_the_same_node_name_is_refused(
+    ingestd_env, tmp_path, postgres_database
+) -> None:
+    """Two daemons (own work dirs) on one database under one node.name: the second stops at
+    start naming the first; once the first stops cleanly the name is free."""
+    env = ingestd_env
+    on_postgres(env, postgres_database, node={"name": "recorder-1"})
+    first = env.daemon().start()
+    first.wait_ready()
+    twin = IngestdEnv(tmp_path / "twin", env.sandbox_url)
+    twin.write_config(
+        state={"url": postgres_database, "work_dir": str(twin.root / "work")},
+        node={"name": "recorder-1"},
+    )
+    refused = run_cli(twin, "run")
+    assert refused.returncode == 69, refused.stderr
+    assert "another ingestd runs as node 'recorder-1'" in refused.stderr
+    assert f"pid {first.process.pid}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert first.stop() == 0
+    second = twin.daemon().start()
+    try:
+        second.wait_ready()
+    finally:
+        assert second.stop() == 0
+
+
+def test_sigterm_while_waiting_for_the_database_stops_the_daemon(
+    ingestd_env,
+    sandbox,
+    make_media,
+    private_postgres,  # noqa: F811
+) -> None:
+    """Waiting for PostgreSQL blocks the daemon's work, not its stop; the next start on a
+    server that is back finishes everything, once."""
+    server = private_postgres
+    env = ingestd_env
+    on_postgres(env, server.url(password=True))
+    hashes = arrive(env, make_media, singles=2, meeting=False)
+    daemon = env.daemon().start()
+    daemon.wait_ready()
+    wait_for(lambda: created(sandbox), 60, "a first job at the sandbox")
+    server.stop()
+    wait_for(lambda: daemon.has_event("state_database_unreachable"), 60, "the daemon to say so")
+    code = daemon.stop(timeout=20)
+    assert code != 0, "stopped without its state written: not a clean stop"
+    assert "stopped while waiting for the state database" in daemon.log_text()
+    server.start()
+    final = env.daemon().start()
+    final.wait_ready()
+    states = wait_terminal(env, hashes, timeout=120)
+    assert set(states.values()) == {"done"}, log_tail(env)
+    assert_once_each(sandbox, env, hashes)
+    assert final.stop() == 0

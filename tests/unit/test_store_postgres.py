@@ -4,6 +4,9 @@ shares with SQLite is the contract suite (the `store` fixture, tests/stores.py).
 
 from __future__ import annotations
 
+import secrets
+import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from ingestd.configload import load_config
 from ingestd.errors import ConfigError, StoreError
 from ingestd.lifecycle import State
 from ingestd.store import Store, open_store
+from ingestd.store.base import NodeInfo
 from ingestd.store.postgres import SCHEMA_VERSION, PostgresStore, display_url
 from tests.unit.test_store_protocol import public_methods
 
@@ -138,6 +142,14 @@ class TestConfig:
         with pytest.raises(ConfigError, match="no database given"):
             load_config(self.write(tmp_path, "  url: postgresql://u@db"))
 
+    def test_node_name_defaults_to_the_host_name(self, tmp_path: Path) -> None:
+        config = load_config(self.write(tmp_path, "  url: sqlite:///s.db"))
+        assert config.node_name == socket.gethostname()
+        path = self.write(tmp_path, "  url: sqlite:///s.db")
+        path.write_text(path.read_text() + "node: {name: 'bad name'}\n")
+        with pytest.raises(ConfigError, match=r"node\.name: expected"):
+            load_config(path)
+
     def test_a_password_for_sqlite_is_refused(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"only a postgresql:// state\.url"):
             load_config(self.write(tmp_path, "  url: sqlite:///s.db\n  password: x"))
@@ -146,3 +158,53 @@ class TestConfig:
 def test_messages_never_show_the_password() -> None:
     assert display_url("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d"
     assert display_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+class TestNodes:
+    """``node.name``: one live daemon per name on a database (issue 12)."""
+
+    @staticmethod
+    def node(name: str = "rec-1", pid: int | None = None, host: str = "this-host") -> NodeInfo:
+        return NodeInfo(name=name, instance=secrets.token_hex(4), host=host, pid=pid or 1)
+
+    def test_a_second_live_node_with_the_same_name_is_refused(self, postgres_database) -> None:
+        store = open_store(postgres_database)
+        first = self.node(host="other-host", pid=4242)
+        store.join_node(first, stale_after=30)
+        with pytest.raises(StoreError, match=r"another ingestd runs as node 'rec-1'.*other-host"):
+            store.join_node(self.node(), stale_after=30)
+        store.join_node(self.node("rec-2"), stale_after=30)  # another name is welcome
+        assert [n["name"] for n in store.nodes()] == ["rec-1", "rec-2"]
+        assert store.node_heartbeat(first)
+        store.leave_node(first)
+        store.join_node(self.node(), stale_after=30)  # left cleanly: free at once
+        store.close()
+
+    def test_a_silent_node_loses_its_name_and_learns_it(self, postgres_database) -> None:
+        store = open_store(postgres_database)
+        old = self.node(host="other-host")
+        store.join_node(old, stale_after=30)
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute("UPDATE nodes SET heartbeat_at = heartbeat_at - 31")
+        store.join_node(self.node(), stale_after=30)
+        assert store.node_heartbeat(old) is False
+        store.close()
+
+    def test_a_dead_process_of_this_host_frees_its_name_at_once(self, postgres_database) -> None:
+        """A SIGKILLed daemon restarted at once on the same host is not kept waiting."""
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        store = open_store(postgres_database)
+        store.join_node(self.node(pid=dead.pid, host=socket.gethostname()), stale_after=30)
+        store.join_node(self.node(host=socket.gethostname()), stale_after=30)
+        store.close()
+
+
+def test_sqlite_records_no_nodes(tmp_path: Path) -> None:
+    """One daemon per SQLite file (its lock): node methods do nothing there."""
+    store = open_store(tmp_path / "state.db")
+    node = TestNodes.node()
+    store.join_node(node, stale_after=30)
+    store.join_node(TestNodes.node(), stale_after=30)
+    assert store.node_heartbeat(node) and store.nodes() == []
+    store.leave_node(node)

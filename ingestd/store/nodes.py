@@ -1,0 +1,79 @@
+"""The ``nodes`` table of the PostgreSQL store: each daemon's heartbeat under its
+``node.name``, so a second live daemon with the same name is refused (issue 12).
+
+A mixin of `ingestd.store.postgres.PostgresStore` (its connection and transactions). A name is
+free when its row is gone (a clean stop), its heartbeat is older than ``stale_after``, or
+its process is known dead (same host, pid gone: a SIGKILLed daemon restarted at once).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ingestd.errors import StoreError
+from ingestd.store.base import NodeInfo
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+class PostgresNodes:
+    """Mixed into `PostgresStore`: ``self._conn`` and ``self._tx()`` are the store's."""
+
+    _conn: Any
+    _tx: Any
+
+    def join_node(self, node: NodeInfo, stale_after: float) -> None:
+        now = time.time()
+        with self._tx():
+            row = self._conn.execute(
+                "SELECT instance, host, pid, heartbeat_at FROM nodes WHERE name = ?",
+                (node.name,),
+            ).fetchone()
+            if row is not None and row["instance"] != node.instance:
+                age = now - row["heartbeat_at"]
+                dead_here = row["host"] == node.host and _process_gone(row["pid"])
+                if age < stale_after and not dead_here:
+                    raise StoreError(
+                        f"another ingestd runs as node {node.name!r} on this database (host "
+                        f"{row['host']}, pid {row['pid']}, heartbeat {age:.0f} s ago); give this "
+                        f"one another node.name, or stop that one (its name is free "
+                        f"{stale_after:.0f} s after its last heartbeat)"
+                    )
+            self._conn.execute(
+                "INSERT INTO nodes (name, instance, host, pid, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " instance = excluded.instance, host = excluded.host, pid = excluded.pid,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                " draining = FALSE",
+                (node.name, node.instance, node.host, node.pid, now, now),
+            )
+
+    def node_heartbeat(self, node: NodeInfo) -> bool:
+        with self._tx():
+            cursor = self._conn.execute(
+                "UPDATE nodes SET heartbeat_at = ? WHERE name = ? AND instance = ?",
+                (time.time(), node.name, node.instance),
+            )
+        return cursor.rowcount > 0
+
+    def leave_node(self, node: NodeInfo) -> None:
+        with self._tx():
+            self._conn.execute(
+                "DELETE FROM nodes WHERE name = ? AND instance = ?", (node.name, node.instance)
+            )
+
+    def nodes(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT name, host, pid, started_at, heartbeat_at, draining FROM nodes ORDER BY name"
+        )
+        return [dict(r) for r in rows]
