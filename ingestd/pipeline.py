@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -662,8 +663,11 @@ class Pipeline:
 
 
 def _write_json_atomically(path: Path, data: Any) -> None:
-    """Write `data` under a temporary name, fsync, rename; a full disk raises DiskFull."""
-    temporary = path.with_name(f".{path.name}.tmp")
+    """Write `data` under a temporary name, fsync, rename; a full disk raises DiskFull.
+
+    The temporary name is the writer's own: two parts of one conversation fetched at once
+    both save its insights, and a shared name let one rename the other's file away."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "w", encoding="utf-8") as handle:

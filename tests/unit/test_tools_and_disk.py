@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,6 +88,28 @@ class TestWorkDirectoryFull:
         with pytest.raises(DiskFull, match=re.escape(str(target.parent))):
             _write_json_atomically(target, {"messages": []})
         assert list(target.parent.iterdir()) == []
+
+    def test_two_writers_of_one_conversations_insights_never_collide(self, tmp_path: Path) -> None:
+        """Two parts of one conversation fetched at once save the same file: each write
+        lands whole, neither fails (they shared one temporary name before)."""
+        target = tmp_path / "insights" / "c1.json"
+        failures: list[BaseException] = []
+
+        def write(n: int) -> None:
+            try:
+                for i in range(150):
+                    _write_json_atomically(target, {"writer": n, "i": i})
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert json.loads(target.read_text())["i"] == 149
+        assert [p.name for p in target.parent.iterdir()] == ["c1.json"]
 
 
 class TestRetryPolicy:
