@@ -123,10 +123,8 @@ def test_a_server_stopped_and_started_mid_run_is_waited_for(
         watch={"conversation": {"by": "folder"}},
     )  # fmt: skip
     env.state_db = server.url(password=True)  # type: ignore[assignment]
-    # Singles only: two parts of one conversation fetched at the same moment (as after an
-    # outage) race on one temporary insights file (pipeline._write_json_atomically), a bug
-    # of its own, reported apart.
-    hashes = arrive(env, make_media, singles=4, meeting=False)
+    # with the meeting: after the outage both its parts may fetch at the same moment
+    hashes = arrive(env, make_media, singles=4)
     daemon = env.daemon().start()
     daemon.wait_ready()
     wait_for(lambda: created(sandbox), 60, "a first job at the sandbox")
