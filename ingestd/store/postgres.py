@@ -100,7 +100,7 @@ def display_url(url: str) -> str:
 
 
 class ConnectionLost(Exception):
-    """The server went away mid-call (internal: the outermost store call waits and reruns)."""
+    """The server went away mid-call (internal: the store call waits and runs again)."""
 
 
 class PostgresStore(PostgresNodes, SqliteStore):
@@ -120,13 +120,17 @@ class PostgresStore(PostgresNodes, SqliteStore):
         self._password = password
         self._wait = wait
         self._read_only = read_only
-        self._depth = 0  # nesting of public calls: only the outermost one reruns
         self._conn = _PgConnection(self)  # type: ignore[assignment]
         self._conn.connect(first=True)
-        if read_only:
-            self._conn.execute("SELECT version FROM ingestd_schema")  # exists, readable
-        else:
-            self._migrate()
+        while True:
+            try:
+                if read_only:
+                    self._conn.execute("SELECT version FROM ingestd_schema")  # exists, readable
+                else:
+                    self._migrate()
+                break
+            except ConnectionLost:
+                self._conn.reconnect()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -180,22 +184,28 @@ class PostgresStore(PostgresNodes, SqliteStore):
 def _rerun_when_reconnected(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run a store call; if the server went away, wait for it and run the call again.
 
-    Only the outermost call reruns (a transaction is never resumed halfway)."""
+    A call reruns only if it began outside a transaction (one is never resumed halfway: an
+    inner call made inside another's transaction leaves the rerun to that one), and never
+    once it has committed a write: a method's reads after its commit (``transition``
+    returning ``get``) are calls of their own, which rerun by themselves."""
 
     @functools.wraps(method)
     def call(self: PostgresStore, *args: Any, **kwargs: Any) -> Any:
-        outermost = self._depth == 0
-        self._depth += 1
-        try:
-            while True:
-                try:
-                    return method(self, *args, **kwargs)
-                except ConnectionLost:
-                    if not outermost:
-                        raise
-                    self._conn.reconnect()
-        finally:
-            self._depth -= 1
+        conn = self._conn
+        if conn.in_transaction:
+            return method(self, *args, **kwargs)
+        while True:
+            commits = conn.commits
+            try:
+                return method(self, *args, **kwargs)
+            except ConnectionLost:
+                if conn.commits != commits:  # not to be repeated: say so, never apply twice
+                    raise StoreError(
+                        f"lost the connection to the state database {self.where} after a "
+                        f"write was committed",
+                        transient=True,
+                    ) from None
+                conn.reconnect()
 
     return call
 
@@ -260,6 +270,8 @@ class _PgConnection:
         self._conn: psycopg.Connection[Any] | None = None
         self._xid: str | None = None  # the open write transaction's id, for a lost COMMIT
         self._stop_waiting = False
+        self.in_transaction = False
+        self.commits = 0  # write transactions committed on this store, ever
 
     @property
     def where(self) -> str:
@@ -357,6 +369,7 @@ class _PgConnection:
             )
 
     def close(self) -> None:
+        self.in_transaction = False
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
@@ -370,6 +383,7 @@ class _PgConnection:
             return _Result([], None, 0)
         if sql == "BEGIN":  # `SqliteStore`'s consistent read
             self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ())
+            self.in_transaction = True
             return _Result([], None, 0)
         if sql == "COMMIT":
             self._commit()
@@ -394,11 +408,13 @@ class _PgConnection:
 
     def _begin(self, lock: int) -> None:
         self._run("BEGIN", ())
+        self.in_transaction = True
         self._run("SELECT pg_advisory_xact_lock(%s)", (lock,))
         self._xid = str(self._run("SELECT pg_current_xact_id()::text", ()).fetchone()[0])
 
     def _commit(self) -> None:
         xid, self._xid = self._xid, None
+        self.in_transaction = False
         try:
             self._run("COMMIT", ())
         except ConnectionLost:
@@ -409,6 +425,7 @@ class _PgConnection:
             if status != "committed":
                 raise
             log.info("state_database_commit_confirmed", database=self.where, xid=xid)
+        self.commits += 1
 
     @contextlib.contextmanager
     def transaction(self, *, lock: int | None = None, read: bool = False) -> Iterator[None]:
@@ -428,6 +445,7 @@ class _PgConnection:
 
     def rollback(self) -> None:
         self._xid = None
+        self.in_transaction = False
         if self._conn is None or self._conn.info.transaction_status == TransactionStatus.IDLE:
             return
         with contextlib.suppress(psycopg.Error):

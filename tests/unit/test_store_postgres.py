@@ -208,3 +208,74 @@ def test_sqlite_records_no_nodes(tmp_path: Path) -> None:
     store.join_node(TestNodes.node(), stale_after=30)
     assert store.node_heartbeat(node) and store.nodes() == []
     store.leave_node(node)
+
+
+class TestLostAnswers:
+    """The server going away around a COMMIT: the write happens exactly once. The loss is
+    a real backend termination, injected at the moment under test."""
+
+    @staticmethod
+    def cut(store: PostgresStore, postgres_database: str, *, when: str) -> list[str]:
+        """Terminate the store's backend at its next COMMIT: ``before`` it runs, once it ran
+        but before its ``answer`` arrives, or right ``after`` it was answered."""
+        conn = store._conn
+        original = conn._run
+        fired: list[str] = []
+
+        def run(sql, args):
+            if sql != "COMMIT" or fired:
+                return original(sql, args)
+            fired.append(when)
+            pid = conn._conn.info.backend_pid
+            done = original(sql, args) if when in ("answer", "after") else None
+            with psycopg.connect(postgres_database, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            if when == "after":  # committed and answered; the next statement finds it gone
+                return done
+            return original(sql, args)  # "answer": COMMIT again on a dead connection
+
+        conn._run = run  # type: ignore[method-assign]
+        return fired
+
+    def test_connection_lost_after_the_commit_is_not_a_second_transition(
+        self, postgres_database: str
+    ) -> None:
+        store = PostgresStore(postgres_database, wait=True)
+        row = add(store, "a.wav")
+        fired = self.cut(store, postgres_database, when="after")
+        moved = store.transition(row.id, State.PROBED, expected=State.DISCOVERED)
+        assert fired == ["after"]
+        assert moved.state is State.PROBED
+        assert [e["new"] for e in store.events(row.id)] == ["discovered", "probed"]
+        store.close()
+
+    def test_a_lost_commit_answer_is_looked_up_not_written_again(
+        self, postgres_database: str
+    ) -> None:
+        store = PostgresStore(postgres_database, wait=True)
+        row = add(store, "a.wav")
+        fired = self.cut(store, postgres_database, when="answer")
+        moved = store.transition(row.id, State.PROBED, expected=State.DISCOVERED)
+        assert fired == ["answer"]
+        assert moved.state is State.PROBED
+        assert [e["new"] for e in store.events(row.id)] == ["discovered", "probed"]
+        store.close()
+
+    def test_connection_lost_before_the_commit_runs_the_write_again(
+        self, postgres_database: str
+    ) -> None:
+        store = PostgresStore(postgres_database, wait=True)
+        row = add(store, "a.wav")
+        fired = self.cut(store, postgres_database, when="before")
+        moved = store.transition(row.id, State.PROBED, expected=State.DISCOVERED)
+        assert fired == ["before"]
+        assert moved.state is State.PROBED
+        assert [e["new"] for e in store.events(row.id)] == ["discovered", "probed"]
+        store.close()
+
+    def test_a_lost_insert_answer_records_the_file_once(self, postgres_database: str) -> None:
+        store = PostgresStore(postgres_database, wait=True)
+        self.cut(store, postgres_database, when="answer")
+        add(store, "a.wav")
+        assert [r.relpath for r in store.all()] == ["a.wav"]
+        store.close()
