@@ -29,6 +29,7 @@ BENCHMARKS = {
     "idle": "bench.idle",
     "transcode": "bench.transcode",
     "openai": "bench.openai",
+    "growth": "bench.growth",
 }
 """Run order: requests and dashboard reuse the throughput run, and latency's baseline serves
 all three."""

@@ -12,14 +12,16 @@ For each file, one at a time:
 
     python -m bench.baseline_sdk --base-url URL --out DIR [--poll-seconds 30] FILE...
 
-Writes a JSON report (``--report``) with a timeline per file (wall-clock UNIX seconds),
-the requests it made, and its own peak RSS (VmHWM) read just before it exits.
+Writes a JSON report (``--report``) with a timeline per file (wall-clock UNIX seconds, and
+the CPU the file cost), the requests it made, and its own peak RSS (VmHWM) read just before
+it exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,6 +72,7 @@ class SdkLikeClient:
     def process_file(self, path: Path) -> dict[str, Any]:
         """Read it all, POST it, wait for the job (30 s polls), fetch; the timeline."""
         times: dict[str, Any] = {"file": path.name, "started": time.time()}
+        cpu_before = _cpu_seconds()
         route, content_type = CONTENT_TYPES.get(path.suffix.lower(), ("video", "video/mp4"))
         headers = {**self._headers(), "Content-Type": content_type}
         with open(path, "rb") as handle:
@@ -105,9 +108,17 @@ class SdkLikeClient:
         out = self.out / f"{path.stem}.json"
         out.write_text(json.dumps(results))
         times["written"] = time.time()
+        times["cpu_seconds"] = _cpu_seconds() - cpu_before
         times["conversation_id"] = conversation_id
         del data
         return times
+
+
+def _cpu_seconds() -> float:
+    """user + sys of this process and its children: the CPU one file costs, start-up and
+    imports excluded (the daemon's figure also starts after it is ready)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def peak_rss_kb() -> int | None:

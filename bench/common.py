@@ -110,6 +110,26 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_cpu_times(pid: int) -> dict[str, float]:
+    """utime and stime of the process (all its threads) and of its children it has waited
+    for (cutime, cstime: ffprobe, ffmpeg), in seconds: what the daemon costs the machine."""
+    with open(f"/proc/{pid}/stat") as handle:
+        raw = handle.read()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    user, system, child_user, child_system = (int(f) / CLK_TCK for f in fields[11:15])
+    return {
+        "user": user,
+        "system": system,
+        "children_user": child_user,
+        "children_system": child_system,
+        "total": user + system + child_user + child_system,
+    }
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: round(after[key] - before[key], 3) for key in after}
+
+
 class RssSampler:
     """Samples a process's VmRSS on a thread (a cross-check of the kernel's VmHWM)."""
 

@@ -6,6 +6,10 @@ results written (``recording_finished``, outcome done). The sandbox's own count 
 concurrent jobs (``max_concurrent_jobs_seen``) and of 429 answers shows whether the
 daemon ever exceeded the limit.
 
+The daemon's CPU per recording is user + sys of the daemon and of the children it waited
+for (ffprobe), from /proc, over the run, divided by N; the baseline's is the SDK way's CPU
+per file, measured in the same run on the files it processed.
+
 Run twice: with the job-status webhook (a finished job is seen at once) and with polling
 alone (the default against the real API), whose schedule learns the jobs' duration.
 
@@ -25,12 +29,13 @@ from bench.common import (
     Context,
     Daemon,
     Row,
+    cpu_delta,
     daemon_config,
     drop_all,
     log,
     make_wav,
     parse_ts,
-    proc_cpu_seconds,
+    proc_cpu_times,
     request_counts,
     sandbox,
     small_file_baseline,
@@ -38,6 +43,7 @@ from bench.common import (
 
 LIMIT = 10
 TARGET_FACTOR = 1.1
+TARGET_CPU_MS = 20.0
 
 
 def measure_ingestd(
@@ -67,7 +73,7 @@ def measure_ingestd(
 
                 url = daemon.where("dashboard_listening")[0]["url"]
                 pollers = stack.enter_context(Pollers(f"{url}/api/status", dashboard_clients))
-            cpu_before = proc_cpu_seconds(daemon.pid)
+            cpu_before = proc_cpu_times(daemon.pid)
             how = "webhook" if webhook else "polling only"
             log(
                 f"{name}: dropping {count} recordings "
@@ -83,7 +89,7 @@ def measure_ingestd(
             )
             finished = daemon.finished()
             events = list(daemon.events())
-            cpu = proc_cpu_seconds(daemon.pid) - cpu_before
+            cpu = cpu_delta(cpu_before, proc_cpu_times(daemon.pid))
             polled = pollers.stop() if pollers else None
         stats = box.stats()
         jobs = box.jobs()
@@ -102,7 +108,8 @@ def measure_ingestd(
         "elapsed_from_settled": last - (dropped + settle),
         "elapsed_from_drop": last - dropped,
         "outcomes": outcomes,
-        "daemon_cpu_seconds": cpu,
+        "daemon_cpu_seconds": cpu["total"],
+        "daemon_cpu": cpu,
         "load_average_after": list(os.getloadavg()),
         "max_concurrent_jobs_seen": stats["max_concurrent_jobs_seen"],
         "requests": request_counts(stats),
@@ -151,6 +158,7 @@ def run(ctx: Context) -> list[Row]:
     results = [measure_ingestd(ctx, count, webhook=webhook) for webhook in (True, False)]
     ctx.shared["throughput"], ctx.shared["throughput_polling"] = results
     rows = [_row(result, count, baseline, per_file) for result in results]
+    rows += [_cpu_row(result, count, baseline) for result in results]
     peak = max(r["max_concurrent_jobs_seen"] for r in results)
     refused = sum(r["requests"]["status_429"] for r in results)
     rows.append(
@@ -203,4 +211,32 @@ def _row(result: dict[str, Any], count: int, baseline: dict[str, Any], per_file:
             f"{result['daemon_cpu_seconds']:.0f} s"
         ),
         details={**result, "ideal_s": ideal, "baseline_per_file_s": per_file},
+    )
+
+
+def _cpu_row(result: dict[str, Any], count: int, baseline: dict[str, Any]) -> Row:
+    cpu = result["daemon_cpu"]
+    per_recording_ms = 1000 * cpu["total"] / count
+    files = baseline["files"]
+    baseline_ms = 1000 * sum(f["cpu_seconds"] for f in files) / len(files)
+    how = "webhook" if result["webhook"] else "polling only"
+    return Row(
+        benchmark="throughput",
+        metric=f"daemon CPU per recording (user+sys, with children), {how}",
+        ingestd=round(per_recording_ms, 1),
+        ingestd_text=f"{per_recording_ms:.1f} ms",
+        baseline=round(baseline_ms, 1),
+        baseline_text=f"{baseline_ms:.1f} ms (SDK way, per file, {len(files)} file(s))",
+        ratio=round(per_recording_ms / baseline_ms, 2) if baseline_ms else None,
+        ratio_text=f"{per_recording_ms / baseline_ms:.1f}×" if baseline_ms else "",
+        target=f"≤ {TARGET_CPU_MS:g} ms",
+        passed=per_recording_ms <= TARGET_CPU_MS,
+        notes=(
+            f"{how}, CPU per recording: daemon user {1000 * cpu['user'] / count:.1f} ms, "
+            f"sys {1000 * cpu['system'] / count:.1f} ms; children (ffprobe) user "
+            f"{1000 * cpu['children_user'] / count:.1f} ms, sys "
+            f"{1000 * cpu['children_system'] / count:.1f} ms; load average after "
+            f"{', '.join(f'{x:.1f}' for x in result['load_average_after'])}"
+        ),
+        details={"cpu_seconds": cpu, "count": count, "baseline_cpu_ms_per_file": baseline_ms},
     )
