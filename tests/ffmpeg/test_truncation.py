@@ -149,3 +149,37 @@ class TestInstallPaths:
         cut = mediagen.truncate_copy(files["5s.mp3"], tmp_path / "cut.mp3", 0.4)
         with pytest.raises(Rejected, match="looks truncated"):
             _probe(cut)
+
+
+def counting_ffprobe(folder: Path, real: str) -> tuple[Path, Path]:
+    """An ffprobe that appends a line to a log per run, then runs `real`: (script, log)."""
+    runs = folder / "runs.log"
+    script = folder / "ffprobe"
+    script.write_text(f'#!/bin/sh\necho run >> "{runs}"\nexec "{real}" "$@"\n')
+    script.chmod(0o755)
+    return script, runs
+
+
+class TestWavNeedsOneRun:
+    """A wav's header check is its truncation check: no packet read follows it."""
+
+    def test_complete_wav_is_probed_by_one_ffprobe_run(
+        self, files, real_ffprobe, use_ffprobe, tmp_path
+    ) -> None:
+        script, runs = counting_ffprobe(tmp_path, real_ffprobe)
+        use_ffprobe(script)
+        assert _probe(files["10min.wav"]) == pytest.approx(600.0, abs=0.2)
+        assert runs.read_text().count("run") == 1
+
+    def test_mp3_still_gets_its_packet_read(
+        self, files, real_ffprobe, use_ffprobe, tmp_path
+    ) -> None:
+        script, runs = counting_ffprobe(tmp_path, real_ffprobe)
+        use_ffprobe(script)
+        assert _probe(files["5s.mp3"])
+        assert runs.read_text().count("run") >= 2
+
+    def test_cut_wav_is_still_rejected_by_its_header(self, files, tmp_path) -> None:
+        cut = mediagen.truncate_copy(files["10min.wav"], tmp_path / "cut.wav", 0.4)
+        with pytest.raises(Rejected, match="its wav header promises"):
+            _probe(cut)
