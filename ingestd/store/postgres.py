@@ -42,6 +42,7 @@ import structlog
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
+from ingestd import systemd
 from ingestd.errors import ConfigError, StoreError
 from ingestd.store.nodes import PostgresNodes
 from ingestd.store.sqlite import SqliteStore, _Result
@@ -59,6 +60,11 @@ RECONNECT_MAX_SECONDS = 5.0
 
 REMIND_SECONDS = 60.0
 """While the server stays away, the log says so again this often."""
+
+NOTIFY_SECONDS = 1.0
+"""While waiting, systemd hears this often that the daemon is alive and why it waits (the
+event loop, which sends WATCHDOG=1 otherwise, is blocked on the store): a long outage is
+not a watchdog kill and restart loop, and EXTEND_TIMEOUT_USEC covers a wait at start."""
 
 _WRITE_LOCK = 0x696E6765  # "inge": one writer at a time, like SQLite's BEGIN IMMEDIATE
 _MIGRATE_LOCK = 0x696E6766
@@ -326,6 +332,7 @@ class _PgConnection:
             )
         started = time.monotonic()
         reminded = started
+        noticed = 0.0
         pause = 0.2
         reason = None
         with _stop_signals() as stopped:
@@ -352,6 +359,9 @@ class _PgConnection:
                     reason = _reason(exc)
                 deadline = time.monotonic() + pause
                 while time.monotonic() < deadline:
+                    if time.monotonic() - noticed >= NOTIFY_SECONDS:
+                        noticed = time.monotonic()
+                        _tell_systemd(self.where, reason)
                     if stopped():
                         self._stop_waiting = True
                         raise StoreError(
@@ -482,6 +492,16 @@ class _PgConnection:
             f"lost the connection to the state database {self.where} ({reason})",
             transient=True,
         )
+
+
+def _tell_systemd(where: str, reason: str | None) -> None:
+    lines = [
+        f"STATUS=waiting for the state database {where}: {reason}",
+        f"EXTEND_TIMEOUT_USEC={int(4 * NOTIFY_SECONDS * 1_000_000)}",
+    ]
+    if systemd.watchdog_interval_seconds() is not None:
+        lines.append("WATCHDOG=1")
+    systemd.notify(*lines)
 
 
 def _reason(exc: BaseException) -> str:

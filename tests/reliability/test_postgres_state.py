@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from ingestd.testing import IngestdEnv, drop, run_cli, wait_for
+from tests.ops.test_notify import notify_socket  # noqa: F401 - a fixture
 from tests.privatepg import PASSWORD, private_postgres  # noqa: F401 - a fixture
 
 from .support import created, created_by_sha, log_tail, sha256, wait_terminal
@@ -110,8 +111,11 @@ def test_a_server_stopped_and_started_mid_run_is_waited_for(
     sandbox,
     make_media,
     private_postgres,  # noqa: F811
+    notify_socket,  # noqa: F811
 ) -> None:
-    """The daemon says the database is gone, waits, reconnects, and loses nothing."""
+    """The daemon says the database is gone (log and systemd STATUS=, still alive to the
+    watchdog), waits, reconnects, and loses nothing."""
+    notify = notify_socket
     sandbox.set_options({"job_seconds": 1.5, "schedule_seconds": 0.02})
     server = private_postgres
     env = ingestd_env
@@ -125,13 +129,22 @@ def test_a_server_stopped_and_started_mid_run_is_waited_for(
     env.state_db = server.url(password=True)  # type: ignore[assignment]
     # with the meeting: after the outage both its parts may fetch at the same moment
     hashes = arrive(env, make_media, singles=4)
-    daemon = env.daemon().start()
+    daemon = env.daemon()
+    daemon.env["NOTIFY_SOCKET"] = notify.path
+    daemon.env["WATCHDOG_USEC"] = "2000000"  # WATCHDOG=1 every second
+    daemon.env.pop("WATCHDOG_PID", None)
+    daemon.start()
     daemon.wait_ready()
     wait_for(lambda: created(sandbox), 60, "a first job at the sandbox")
     server.stop()
     wait_for(lambda: daemon.has_event("state_database_unreachable"), 60, "the daemon to say so")
-    time.sleep(2)  # down for a while, with jobs running at the sandbox
+    down = time.monotonic()
+    time.sleep(3)  # down for a while, with jobs running at the sandbox
     assert daemon.process.poll() is None, "the daemon waits instead of exiting"
+    waiting = [line for line in notify.lines() if "waiting for the state database" in line]
+    assert waiting and waiting[-1].startswith("STATUS=waiting for the state database"), waiting
+    assert PASSWORD not in "".join(waiting)
+    assert len([t for t in notify.times("WATCHDOG=1") if t > down]) >= 2, "alive to systemd"
     server.start()
     wait_for(lambda: daemon.has_event("state_database_reconnected"), 60, "reconnected")
     states = wait_terminal(env, hashes, timeout=120)
