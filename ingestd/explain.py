@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.config import Config, WatchConfig
-from ingestd.errors import IngestdError, Rejected, StoreError
+from ingestd.errors import ConfigError, IngestdError, Rejected, StoreError
 from ingestd.model import (
     AS_IS,
     EXISTING_CONVERSATION,
@@ -124,11 +124,11 @@ class ReadOnlyHistory:
     """What the store knows of conversation keys, read through a read-only store (the
     daemon's own would create the database and its journal files). Empty without one."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, target: Path | str | None, password: str | None = None) -> None:
         self._store: Store | None = None
-        if path is not None and path.exists():
-            with contextlib.suppress(StoreError):  # unreadable: nothing known
-                self._store = open_read_only(path)
+        if isinstance(target, str) or (target is not None and target.exists()):
+            with contextlib.suppress(StoreError, ConfigError):  # unreadable: nothing known
+                self._store = open_read_only(target, password=password)
 
     def recent_keys(self, prefix: str, since_mtime: float) -> list[tuple[str, float]]:
         """`ingestd.registry.MappingHistory`, as the store answers it."""
@@ -170,7 +170,7 @@ def explain(
     result.add("watch", None, watch.name, why)
     result.add("backend", None, config.backend, "chosen by `backend:`; not contacted")
     recording = recording_for(path, watch)
-    history = ReadOnlyHistory(config.state_path)
+    history = ReadOnlyHistory(config.state_path or config.state_url, config.state_password)
     try:
         _stages(config, plugins, recording, history, result, run_transcode)
     except Rejected as exc:

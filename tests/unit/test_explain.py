@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.sandbox import Sandbox
-from ingestd.store import SqliteStore
+from ingestd.store import SqliteStore, open_store
 from ingestd.testing import IngestdEnv, run_cli
 
 SPANISH = """\
@@ -102,6 +102,24 @@ class TestExplain:
         submit = steps(data, "submit")[0]
         assert submit["decision"] == "PUT" and "5815170693595136" in submit["note"]
         assert snapshot(ingestd_env.root) == before
+
+    def test_a_mapped_key_on_postgresql_is_put(
+        self, ingestd_env: IngestdEnv, make_media: Callable[..., Path], postgres_database: str
+    ) -> None:
+        """With ``state.url`` on PostgreSQL the mapping is read from there too."""
+        ingestd_env.write_config(
+            watch={"conversation": {"by": "folder"}}, state={"url": postgres_database}
+        )
+        store = open_store(postgres_database)
+        store.set_mapping("folder:inbox:weekly", "5815170693595136")
+        store.close()
+        target = ingestd_env.inbox / "weekly" / "part-2.wav"
+        target.parent.mkdir()
+        make_media("part-2.wav", seconds=1).rename(target)
+        code, data = explain(ingestd_env, str(target))
+        assert code == 0
+        submit = steps(data, "submit")[0]
+        assert submit["decision"] == "PUT" and "5815170693595136" in submit["note"]
 
     def test_a_file_outside_the_watches_says_so(
         self, ingestd_env: IngestdEnv, make_media: Callable[..., Path]
