@@ -137,6 +137,17 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _print_nodes(nodes: list[dict[str, Any]]) -> None:
+    """The daemons on a shared (PostgreSQL) state database; none on SQLite."""
+    if not nodes:
+        return
+    print("node         host                 pid  last heartbeat")
+    for node in nodes:
+        age = max(0.0, time.time() - node["heartbeat_at"])
+        print(f"{node['name']:<12} {node['host']:<16} {node['pid']:>7}  {age:.0f} s ago")
+    print()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args)
     store = _open_store(config)
@@ -156,11 +167,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             "in_progress": [{**_row_json(r, store), "reason": explainer.reason(r)} for r in busy],
             "failures": [{**_row_json(r, store), "hint": waiting.file_hint(r)} for r in problems],
             **aftermath.status(store),
+            "nodes": store.nodes(),
         }
         print(json.dumps(data, indent=2))
         return ExitCode.OK
+    _print_nodes(store.nodes())
     if not counts:  # the daemon has run (the database exists) but recorded nothing yet
-        print(f"no recordings yet in {store.path}; files appear here once they settle")
+        print(f"no recordings yet in {store.where}; files appear here once they settle")
         _print_missing(missing)
         return ExitCode.OK
     print("state        count")

@@ -4,6 +4,8 @@ start-up refusals (exit 78). Counted at the sandbox."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +80,10 @@ def test_sigkill_mid_run_on_postgres_loses_and_doubles_nothing(
     status = run_cli(env, "status")
     assert status.returncode == 0, status.stderr
     assert "done" in status.stdout and "postgresql://" not in status.stderr
+    [node_line] = [line for line in status.stdout.splitlines() if str(final.process.pid) in line]
+    assert node_line.startswith(socket.gethostname()[:12]), status.stdout  # node.name default
+    as_json = json.loads(run_cli(env, "status", "--json").stdout)
+    assert [n["pid"] for n in as_json["nodes"]] == [final.process.pid]
     mapping = run_cli(env, "map")
     assert mapping.returncode == 0, mapping.stderr
     assert "meeting" in mapping.stdout
@@ -189,6 +195,7 @@ def test_what_only_the_operator_can_fix_exits_78_with_the_reason(
     env.write_config(state={"url": server.url(), "password_file": str(env.root / "pgpass")})
     status = run_cli(env, "status")  # the right password: the schema is made, nothing in it
     assert status.returncode == 0, status.stderr
+    assert f"no recordings yet in postgresql://postgres@127.0.0.1:{server.port}" in status.stdout
 
 
 def test_a_second_daemon_with_the_same_node_name_is_refused(
