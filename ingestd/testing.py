@@ -108,6 +108,14 @@ class DaemonProcess:
                 continue
         return out
 
+    def url_of(self, event: str) -> str:
+        """The ``url`` of this run's `event` (``metrics_listening``, ``dashboard_listening``):
+        where a server told to listen on port 0 really listens."""
+        for e in self.events():
+            if e.get("event") == event:
+                return e["url"]
+        raise AssertionError(f"no {event} event in the log:\n{self.log_text()[-3000:]}")
+
     def has_event(self, name: str, **facts: Any) -> bool:
         return any(
             e.get("event") == name and all(e.get(k) == v for k, v in facts.items())

@@ -41,10 +41,13 @@ def postgres_db() -> Iterator[str]:
         admin.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: bound, never listening
+    (a port merely found free could be taken by a parallel test before `check` dials it)."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield bound.getsockname()[1]
 
 
 def write(env, config: dict) -> None:
@@ -119,10 +122,10 @@ def test_every_problem_at_once(ingestd_env, slack, tmp_path: Path):
         (None, "credentials refused: Symbl rejected the app id/secret (HTTP 401"),
     ],
 )
-def test_the_api_problem_is_named(ingestd_env, sandbox, base_url, said):
+def test_the_api_problem_is_named(ingestd_env, sandbox, closed_port, base_url, said):
     """A name under .invalid does not resolve, a closed port refuses, the sandbox refuses a
     wrong secret: three different sentences, exit 1, the secret never shown."""
-    port = free_port()
+    port = closed_port
     symbl = {"base_url": (base_url or sandbox.url).format(port=port)}
     if base_url is None:
         symbl["app_secret"] = "wrong-secret-0xBADC0DE"

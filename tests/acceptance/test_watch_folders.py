@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import httpx
@@ -15,14 +14,8 @@ from ingestd.folders import folder_problem
 from ingestd.testing import DaemonProcess, drop, run_cli, wait_for
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def health(port: int) -> tuple[int, dict]:
-    answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+def health(base: str) -> tuple[int, dict]:
+    answer = httpx.get(f"{base}/health", timeout=10)
     return answer.status_code, answer.json()
 
 
@@ -59,8 +52,7 @@ class TestWhileRunning:
         """Renamed away, then deleted: each time ``watch_folder_missing`` is logged, /health
         answers 503 naming it, `status` shows it; when the folder is back it is watched
         and rescanned: a file that arrived meanwhile and one dropped afterwards are done."""
-        port = free_port()
-        ingestd_env.write_config(metrics={"listen": f"127.0.0.1:{port}"})
+        ingestd_env.write_config(metrics={"listen": "127.0.0.1:0"})
         daemon = DaemonProcess(
             ingestd_env.config_path,
             ingestd_env.root / "daemon.log",
@@ -68,12 +60,13 @@ class TestWhileRunning:
         )
         ingestd_env.daemons.append(daemon)
         daemon.start().wait_ready()
+        metrics = daemon.url_of("metrics_listening")
         inbox, away = ingestd_env.inbox, ingestd_env.root / "inbox.away"
-        assert health(port)[0] == 200
+        assert health(metrics)[0] == 200
 
         os.rename(inbox, away)
         wait_for(lambda: daemon.has_event("watch_folder_missing"), 30, "watch_folder_missing")
-        status, document = health(port)
+        status, document = health(metrics)
         assert status == 503 and document["status"] == "watch_folder_missing"
         assert document["missing_watch_folders"] == {"inbox": "does not exist"}
         shown = run_cli(ingestd_env, "status")
@@ -85,7 +78,7 @@ class TestWhileRunning:
 
         os.rename(away, inbox)
         wait_for(lambda: daemon.has_event("watch_folder_back"), 30, "watch_folder_back")
-        wait_for(lambda: health(port)[0] == 200, 30, "/health to be ok again")
+        wait_for(lambda: health(metrics)[0] == 200, 30, "/health to be ok again")
         drop(make_media("after.wav"), inbox)
         ingestd_env.wait_states({"meanwhile.wav": "done", "after.wav": "done"})
 
@@ -97,7 +90,7 @@ class TestWhileRunning:
             30,
             "the second watch_folder_missing",
         )
-        assert health(port)[0] == 503
+        assert health(metrics)[0] == 503
         inbox.mkdir()
         wait_for(
             lambda: sum(e.get("event") == "watch_folder_back" for e in daemon.events()) == 2,
@@ -106,7 +99,7 @@ class TestWhileRunning:
         )
         drop(make_media("recreated.wav"), inbox)
         ingestd_env.wait_states({"recreated.wav": "done"})
-        assert health(port)[0] == 200
+        assert health(metrics)[0] == 200
         assert "watch folders missing" not in run_cli(ingestd_env, "status").stdout
         assert not daemon.has_event("watcher_dead")
         assert daemon.stop() == 0
@@ -159,8 +152,7 @@ def test_an_unmounted_share_is_missing_until_mounted_again(ingestd_env, make_med
 
     mount()
     try:
-        port = free_port()
-        ingestd_env.write_config(metrics={"listen": f"127.0.0.1:{port}"})
+        ingestd_env.write_config(metrics={"listen": "127.0.0.1:0"})
         daemon = DaemonProcess(
             ingestd_env.config_path,
             ingestd_env.root / "daemon.log",
@@ -168,9 +160,10 @@ def test_an_unmounted_share_is_missing_until_mounted_again(ingestd_env, make_med
         )
         ingestd_env.daemons.append(daemon)
         daemon.start().wait_ready()
+        metrics = daemon.url_of("metrics_listening")
         subprocess.run(["umount", str(inbox)], check=True)
         wait_for(lambda: daemon.has_event("watch_folder_missing"), 30, "watch_folder_missing")
-        status, document = health(port)
+        status, document = health(metrics)
         assert status == 503
         assert document["missing_watch_folders"] == {
             "inbox": "is no longer a mount point (the share was unmounted)"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.server
 import json
 import secrets
-import socket
 import sqlite3
 import threading
 import time
@@ -122,12 +121,6 @@ def slack() -> Iterator[SlackStandIn]:
     server.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _scrape(base: str, moment: str, outputs: dict[str, str]) -> None:
     """Read /metrics and /health now, as Prometheus and a load balancer would."""
     metrics = httpx.get(f"{base}/metrics", timeout=10)
@@ -180,8 +173,6 @@ def test_planted_secrets_never_appear_in_any_output(
         "CANARY_PLUGIN_WEBHOOK": other_url,
         "CANARY_PLUGIN_TOKEN": other_token,
     }
-    metrics_listen = f"127.0.0.1:{_free_port()}"
-    metrics_base = f"http://{metrics_listen}"
     ingestd_env.write_config(
         symbl={"app_id": "canary-app", "app_secret": "${CANARY_APP_SECRET}"},
         sinks=[
@@ -208,11 +199,12 @@ def test_planted_secrets_never_appear_in_any_output(
             "retry_initial_seconds": 0.1,
             "retry_max_seconds": 0.2,
         },
-        metrics={"listen": metrics_listen},
+        metrics={"listen": "127.0.0.1:0"},
     )
     outputs: dict[str, str] = {}
     daemon = daemon_with_env(ingestd_env, environment).start()
     daemon.wait_ready()
+    metrics_base = daemon.url_of("metrics_listening")
     sandbox.faults.arm({"kind": "status", "status": 503, "times": 2})
     files = [make_media(f"secret-{i}.wav") for i in range(3)]
     for f in files[:2]:
