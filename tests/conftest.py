@@ -1,9 +1,18 @@
 """Shared test configuration. The fixtures themselves live in ingestd.testing (pytest11);
-the store contract fixtures (`store`, `store_place`: SQLite and PostgreSQL) in tests/stores.py."""
+the store contract fixtures (`store`, `store_place`: SQLite and PostgreSQL) in tests/stores.py.
+
+scripts/test runs the suite on several pytest-xdist workers with ``--dist loadgroup``.
+A fixture scoped wider than a test (module, package, session) is meant to be built once;
+on several workers each would build its own copy (a daemon full of recordings, a Chromium,
+a wheelhouse, a booted container). So every test that uses such a fixture from a test
+folder is put in the xdist group of the node that fixture belongs to, and that group runs on
+one worker, in order, sharing the one instance. Other tests go to whichever worker is free.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -11,6 +20,40 @@ import structlog
 from tests.stores import postgres_database, shared_postgres_store, store, store_place
 
 __all__ = ["postgres_database", "shared_postgres_store", "store", "store_place"]
+
+_WIDEST_FIRST = ("session", "package", "module")
+
+
+def _shared_node(item: pytest.Item, everywhere: set[str]) -> str | None:
+    """The nodeid whose one instance of a shared fixture `item` uses: the widest-scoped
+    fixture wins. Fixtures of plugins and of this conftest (`everywhere`) are cheap enough
+    to build once per worker (one PostgreSQL database each) and group nothing."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    found: dict[str, str] = {}
+    for name in info.names_closure:
+        definitions = info.name2fixturedefs.get(name)
+        if not definitions:
+            continue
+        definition = definitions[-1]
+        if definition.scope not in _WIDEST_FIRST or definition.baseid in everywhere:
+            continue
+        # A module-scoped fixture from a conftest has one instance per test module.
+        node = item.nodeid.split("::")[0] if definition.scope == "module" else definition.baseid
+        found.setdefault(definition.scope, node)
+    return next((found[scope] for scope in _WIDEST_FIRST if scope in found), None)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    everywhere = {"", Path(__file__).parent.relative_to(config.rootpath).as_posix()}
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        node = _shared_node(item, everywhere)
+        if node:
+            item.add_marker(pytest.mark.xdist_group(node))
 
 
 @pytest.fixture(autouse=True)
