@@ -405,9 +405,8 @@ class _PgConnection:
         self._run(script, ())
 
     def _run(self, sql: str, args: Sequence[Any]) -> _Result:
-        if self._conn is None:
-            self._lost(None)
-        assert self._conn is not None
+        if self._conn is None:  # lost earlier: the daemon's store reconnects, others fail
+            raise self._lost(None)
         try:
             cursor = self._conn.execute(sql, list(args) if args else None)  # type: ignore[arg-type]
             rows = cursor.fetchall() if cursor.description is not None else []
@@ -417,10 +416,19 @@ class _PgConnection:
         return _Result(rows, lastrowid, cursor.rowcount)
 
     def _begin(self, lock: int) -> None:
-        self._run("BEGIN", ())
+        """BEGIN, the writers' lock and the transaction's id in one round trip."""
+        if self._conn is None:
+            raise self._lost(None)
+        try:
+            cursor = self._conn.execute(
+                f"BEGIN; SELECT pg_advisory_xact_lock({int(lock)}), pg_current_xact_id()::text"
+            )
+            cursor.nextset()  # past BEGIN's empty result
+            row = cursor.fetchone()
+        except psycopg.Error as exc:
+            raise self._failure(exc) from None
         self.in_transaction = True
-        self._run("SELECT pg_advisory_xact_lock(%s)", (lock,))
-        self._xid = str(self._run("SELECT pg_current_xact_id()::text", ()).fetchone()[0])
+        self._xid = str(row[1])
 
     def _commit(self) -> None:
         xid, self._xid = self._xid, None

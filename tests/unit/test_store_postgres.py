@@ -90,6 +90,8 @@ def test_a_commands_store_fails_at_once_with_one_line(postgres_database: str) ->
     with pytest.raises(StoreError, match="lost the connection") as caught:
         store.all()
     assert caught.value.transient
+    with pytest.raises(StoreError, match="lost the connection"):  # and again, not a crash
+        store.all()
     store.close()
 
 
