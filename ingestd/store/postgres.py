@@ -276,6 +276,7 @@ class _PgConnection:
         self._conn: psycopg.Connection[Any] | None = None
         self._xid: str | None = None  # the open write transaction's id, for a lost COMMIT
         self._stop_waiting = False
+        self._stopped: str | None = None  # why the wait was given up (a stop signal)
         self.in_transaction = False
         self.commits = 0  # write transactions committed on this store, ever
 
@@ -328,7 +329,8 @@ class _PgConnection:
         self.close()
         if not self._store._wait or self._stop_waiting:
             raise StoreError(
-                f"lost the connection to the state database {self.where}", transient=True
+                self._stopped or f"lost the connection to the state database {self.where}",
+                transient=True,
             )
         started = time.monotonic()
         reminded = started
@@ -364,11 +366,11 @@ class _PgConnection:
                         _tell_systemd(self.where, reason)
                     if stopped():
                         self._stop_waiting = True
-                        raise StoreError(
+                        self._stopped = (
                             f"stopped while waiting for the state database {self.where} "
-                            f"({reason}); the work is recorded and resumes at the next start",
-                            transient=True,
+                            f"({reason}); the work is recorded and resumes at the next start"
                         )
+                        raise StoreError(self._stopped, transient=True)
                     time.sleep(0.05)
                 pause = min(pause * 2, RECONNECT_MAX_SECONDS)
         if reason is not None:
@@ -495,6 +497,8 @@ class _PgConnection:
         self.close()
         if self._store._wait and not self._stop_waiting:
             return ConnectionLost(str(exc))
+        if self._stopped is not None:
+            return StoreError(self._stopped, transient=True)
         reason = _reason(exc) if exc is not None else "not connected"
         return StoreError(
             f"lost the connection to the state database {self.where} ({reason})",
@@ -535,5 +539,8 @@ def _stop_signals() -> Iterator[Callable[[], bool]]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for signum in caught:  # the loop's handlers see it too (a graceful stop)
-            signal.raise_signal(signum)
+        wakeup = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(wakeup)
+        if wakeup == -1:  # no event loop heard it through its wakeup fd: hand it on
+            for signum in caught:
+                signal.raise_signal(signum)

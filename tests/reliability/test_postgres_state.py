@@ -245,6 +245,7 @@ def test_sigterm_while_waiting_for_the_database_stops_the_daemon(
     code = daemon.stop(timeout=20)
     assert code != 0, "stopped without its state written: not a clean stop"
     assert "stopped while waiting for the state database" in daemon.log_text()
+    assert not daemon.has_event("shutdown_forced"), "one SIGTERM is one graceful stop"
     server.start()
     final = env.daemon().start()
     final.wait_ready()
