@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -79,11 +79,15 @@ def add(store: Store, name: str) -> int:
     return row.id
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = SqliteStore(tmp_path / "state.db")
-    yield store
-    store.close()
+def backdate(place: Path | str, recording_id: int, seconds: float) -> None:
+    """Make a recording older than it is (created_at), on either store."""
+    sql = "UPDATE recordings SET created_at = created_at - {} WHERE id = {}"
+    if isinstance(place, Path):
+        with sqlite3.connect(place) as conn:
+            conn.execute(sql.format("?", "?"), (seconds, recording_id))
+    else:
+        with psycopg.connect(place) as conn:
+            conn.execute(sql.format("%s", "%s"), (seconds, recording_id))
 
 
 @pytest.fixture
@@ -98,7 +102,7 @@ def served(store: Store) -> Iterator[tuple[MetricsServer, Health]]:
 
 
 class TestStoreMetrics:
-    def test_values_from_the_store(self, store: Store, served) -> None:
+    def test_values_from_the_store(self, store_place, store: Store, served) -> None:
         """Recordings by state, jobs in flight vs the limit, deliveries, queue age."""
         server, _ = served
         queued = add(store, "queued.wav")
@@ -115,10 +119,7 @@ class TestStoreMetrics:
         store.mark_delivery(late, "files", state="done")
         store.mark_delivery(late, "slack", state="failed", error="HTTP 500")
         store.transition(add(store, "bad.wav"), State.REJECTED, error="no audio stream")
-        with sqlite3.connect(store.path) as conn:  # the queued one arrived 2 minutes ago
-            conn.execute(
-                "UPDATE recordings SET created_at = ? WHERE id = ?", (time.time() - 120, queued)
-            )
+        backdate(store_place, queued, 120)  # the queued one arrived 2 minutes ago
 
         samples = scrape(server.url)
 
