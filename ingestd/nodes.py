@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import socket
+import time
 
 import structlog
 
@@ -40,7 +41,23 @@ class Membership:
         )
 
     def join(self) -> None:
+        """Take this node's name; and, until claims and leases land (issue 12), refuse to
+        run beside another live node: two daemons would drive the same recordings."""
         self.store.join_node(self.node, STALE_AFTER_SECONDS)
+        now = time.time()
+        others = [
+            n
+            for n in self.store.nodes()
+            if n["name"] != self.node.name and now - n["heartbeat_at"] < STALE_AFTER_SECONDS
+        ]
+        if others:
+            self.leave()
+            other = others[0]
+            raise StoreError(
+                f"node {other['name']!r} (host {other['host']}, pid {other['pid']}) already "
+                f"runs on this state database; several nodes on one database need the claims "
+                f"still to come (issue 12): run one daemon per database for now"
+            )
 
     async def run(self) -> None:
         taken = False

@@ -253,3 +253,25 @@ def test_sigterm_while_waiting_for_the_database_stops_the_daemon(
     assert set(states.values()) == {"done"}, log_tail(env)
     assert_once_each(sandbox, env, hashes)
     assert final.stop() == 0
+
+
+def test_a_second_node_is_refused_until_claims_land(
+    ingestd_env, tmp_path, postgres_database
+) -> None:
+    """Another node.name on the same database would drive the same recordings (no claims
+    yet): it stops at start, naming the running node; the running one is untouched."""
+    env = ingestd_env
+    on_postgres(env, postgres_database, node={"name": "recorder-1"})
+    first = env.daemon().start()
+    first.wait_ready()
+    other = IngestdEnv(tmp_path / "other", env.sandbox_url)
+    other.write_config(
+        state={"url": postgres_database, "work_dir": str(other.root / "work")},
+        node={"name": "recorder-2"},
+    )
+    refused = run_cli(other, "run")
+    assert refused.returncode == 69, refused.stderr
+    assert "node 'recorder-1'" in refused.stderr and "one daemon per database" in refused.stderr
+    status = run_cli(env, "status")
+    assert "recorder-2" not in status.stdout and "recorder-1" in status.stdout
+    assert first.stop() == 0
