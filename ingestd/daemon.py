@@ -487,7 +487,12 @@ class Daemon:
             self.intake.unrecorded,
             self._ordering_reported,
         )
-        for row_id, state in self.store.runnable(time.time()):
+        # States it would skip anyway are not asked for: with a backlog of thousands queued
+        # and every job slot taken, each state change would otherwise read 500 queued rows.
+        skip = (State.QUEUED,) if in_flight >= limit else ()
+        skip += PREPARING if preparing >= preparing_limit else ()
+        wanted = [s for s in PIPELINE if s not in skip]
+        for row_id, state in self.store.runnable(time.time(), states=wanted):
             if row_id in self._active or (state is State.QUEUED and in_flight >= limit):
                 continue
             if state in PREPARING:

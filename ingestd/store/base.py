@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingestd.lifecycle import Deletion, Disposal, State
+from ingestd.lifecycle import PIPELINE, Deletion, Disposal, State
 from ingestd.watch import unescape_fs
 
 
@@ -169,12 +169,16 @@ class Store(Protocol):
         """Change columns without a state change (attempts, back-off, upload start)."""
         ...
 
-    def runnable(self, now: float, limit: int = 500) -> list[tuple[int, State]]:
-        """(id, state) of the recordings whose next stage may run now, oldest first.
+    def runnable(
+        self, now: float, limit: int = 500, states: Iterable[State] = PIPELINE
+    ) -> list[tuple[int, State]]:
+        """(id, state) of the recordings in `states` whose next stage may run now, oldest
+        first.
 
         Only ids and states: the dispatcher asks on every state change, and most answers are
         recordings it is already driving or that wait for a job slot, so it loads (`get`)
-        just the ones it starts."""
+        just the ones it starts; it leaves out the states it cannot start now (a backlog of
+        queued recordings while every job slot is taken)."""
         ...
 
     def next_wakeup(self) -> float | None:

@@ -296,20 +296,26 @@ class SqliteStore(OperatorTables):
             )
         return self.get(recording_id)
 
-    def runnable(self, now: float, limit: int = 500) -> list[tuple[int, State]]:
-        """(id, state) of the recordings whose next stage may run now, oldest first.
+    def runnable(
+        self, now: float, limit: int = 500, states: Iterable[State] = PIPELINE
+    ) -> list[tuple[int, State]]:
+        """(id, state) of the recordings in `states` whose next stage may run now, oldest
+        first.
 
         Only ids and states: the dispatcher asks on every state change, and most answers are
         recordings it is already driving or that wait for a job slot, so it loads (`get`)
-        just the ones it starts.
+        just the ones it starts; it leaves out the states it cannot start now.
         """
-        marks = ",".join("?" * len(PIPELINE))
+        wanted = [str(s) for s in states if s in PIPELINE]
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
         return [
             (i, State(state))
             for i, state in self._conn.execute(
                 f"SELECT id, state FROM recordings WHERE state IN ({marks})"
                 " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                [*(str(s) for s in PIPELINE), now, limit],
+                [*wanted, now, limit],
             )
         ]
 

@@ -120,6 +120,19 @@ class TestQueries:
             (third.id, State.DISCOVERED),
         ]
 
+    def test_runnable_lists_only_the_states_asked_for(self, store: Store) -> None:
+        """The dispatcher leaves out what it cannot start now (queued, with every job slot
+        taken), so a backlog of queued rows is not read again on every state change."""
+        queued, probed = add(store, "a.wav"), add(store, "b.wav")
+        store.transition(probed.id, State.PROBED)
+        for state in (State.PROBED, State.TRANSCODED, State.QUEUED):
+            store.transition(queued.id, state)
+        now = time.time()
+        assert store.runnable(now) == [(queued.id, State.QUEUED), (probed.id, State.PROBED)]
+        assert store.runnable(now, states=[State.PROBED]) == [(probed.id, State.PROBED)]
+        assert store.runnable(now, states=[State.DONE]) == []
+        assert store.runnable(now, states=[]) == []
+
     def test_fingerprint_lookup_ignores_duplicates(self, store: Store) -> None:
         """The original of a fingerprint is the first non-duplicate recording."""
         original = add(store, "a.wav", sha="same")
