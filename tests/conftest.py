@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
+from tests import summary
 from tests.stores import postgres_database, shared_postgres_store, store, store_place
 
 __all__ = ["postgres_database", "shared_postgres_store", "store", "store_place"]
@@ -64,3 +66,17 @@ def _structlog_as_it_was() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+@pytest.hookimpl(trylast=True)  # after the folders' conftests added their sections
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    summary.send_to_controller(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: on the controller, a worker is done
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    summary.receive_from_worker(node.config, getattr(node, "workeroutput", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config):
+    summary.write_all(config, terminalreporter)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests import summary
 from tests.systemd.container import Container, debian_tree
 from tests.systemd.wheels import build_wheelhouse
 
@@ -82,13 +83,11 @@ def container(
         machine.poweroff()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The figures, for the end of the run (sent on from an xdist worker: tests/summary.py)."""
     if not (LIMITS or TIMINGS or FIGURES):
         return
-    terminalreporter.section("ingestd under systemd-nspawn")
-    for what, seconds in TIMINGS.items():
-        terminalreporter.write_line(f"{what}: {seconds:.1f} s")
-    for what, value in FIGURES.items():
-        terminalreporter.write_line(f"{what}: {value}")
-    for setting, why in LIMITS.items():
-        terminalreporter.write_line(f"not testable here: {setting}: {why}")
+    lines = [f"{what}: {seconds:.1f} s" for what, seconds in TIMINGS.items()]
+    lines += [f"{what}: {value}" for what, value in FIGURES.items()]
+    lines += [f"not testable here: {setting}: {why}" for setting, why in LIMITS.items()]
+    summary.add_section(session.config, "ingestd under systemd-nspawn", lines)
