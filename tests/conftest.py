@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import structlog
+from _pytest.nodeid import NodeId
 
 from tests import summary
 from tests.stores import postgres_database, shared_postgres_store, store, store_place
@@ -47,15 +48,30 @@ def _shared_node(item: pytest.Item, everywhere: set[str]) -> str | None:
     return next((found[scope] for scope in _WIDEST_FIRST if scope in found), None)
 
 
+def _name_the_group(item: pytest.Item, group: str) -> None:
+    """What xdist's loadgroup does on a worker, for pytest 9: the group goes at the end of
+    the nodeid (``...::test@group``), which is all the controller sees. pytest-xdist 3.8
+    still writes it to ``item._nodeid``, which pytest 9 no longer reads (the id is ``_id``),
+    so without this every group would be silently ignored and each worker would build its
+    own copy of the shared fixtures (four booted containers instead of one)."""
+    if "@" not in item.nodeid:
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     everywhere = {"", Path(__file__).parent.relative_to(config.rootpath).as_posix()}
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        node = _shared_node(item, everywhere)
-        if node:
-            item.add_marker(pytest.mark.xdist_group(node))
+        if not item.get_closest_marker("xdist_group"):
+            node = _shared_node(item, everywhere)
+            if node:
+                item.add_marker(pytest.mark.xdist_group(node))
+        marks = item.iter_markers("xdist_group")
+        groups = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        )
+        if groups and config.getoption("loadgroup", False):
+            _name_the_group(item, "_".join(groups))
 
 
 @pytest.fixture(autouse=True)
