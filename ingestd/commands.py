@@ -500,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_sandbox)
     parser.description = (
-        "Watch folders for recordings, send them to the Symbl.ai Async API and deliver the "
+        "Watch folders for recordings, send them to a transcription API (Symbl.ai's by default, "
+        "or the backend the config chooses) and deliver the "
         f"insights to sinks. Subcommands: {', '.join(sub.choices)}; each has its own --help."
     )
     return parser
