@@ -129,6 +129,8 @@ class Intake:
         # Hashing has threads of its own: a batch of hundreds of files would otherwise queue
         # ahead of the pipeline's probes and upload reads in asyncio's shared pool.
         self._hashing = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="ingestd-hash")
+        # set (and replaced) whenever a file leaves `_busy` or gets its mtime: `_wait_turn`
+        self._turn = asyncio.Event()
 
     def known(self, watch: WatchConfig) -> dict[str, tuple[int, float]]:
         if watch.name not in self._known:
@@ -170,6 +172,7 @@ class Intake:
                 self._store_failures = 0
         finally:
             del self._busy[path]
+            self._pass_turn()
             self.on_new()  # recorded, gone, known or held: a part held back for it may go
 
     def unrecorded(self, watch_name: str) -> list[tuple[Path, float | None]]:
@@ -229,6 +232,7 @@ class Intake:
         except OSError:
             return False
         self._busy[path] = (watch, before.st_mtime)
+        self._pass_turn()
         rel = relpath(watch, path)
         if self.is_known(watch, path, before.st_size, before.st_mtime):
             return False
@@ -249,11 +253,35 @@ class Intake:
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.renominate(watch, path)  # still being written after all
             return False
+        await self._wait_turn(watch, path, after.st_mtime)
         if self.paused:  # the store failed while this file was hashed
             self._held[path] = watch
             return False
         self._record(watch, rel, after, digest)
         return True
+
+    def _pass_turn(self) -> None:
+        """Wake the files waiting in `_wait_turn` to look again."""
+        self._turn.set()
+        self._turn = asyncio.Event()
+
+    async def _wait_turn(self, watch: WatchConfig, path: Path, mtime: float) -> None:
+        """In a watch with conversation mapping, record files in their append order.
+
+        A key can depend on the files before it (a ttl file joins the conversation of the
+        nearest earlier one), so it is decided only once the earlier-sorting files being
+        fingerprinted beside it are recorded; which hash thread finishes first must not
+        decide the grouping. Fingerprints still run in parallel: only the commits take turns.
+        """
+        if not watch.conversation:
+            return
+        mine = (unrecorded_sort_key(watch, path, mtime), str(path))
+        while any(
+            (unrecorded_sort_key(w, other, when), str(other)) < mine
+            for other, (w, when) in self._busy.items()
+            if other != path and w.name == watch.name
+        ):
+            await self._turn.wait()
 
     def _record(self, watch: WatchConfig, rel: str, stat: os.stat_result, digest: str) -> None:
         """Commit the recording, then remember the file (so a failed commit is retried)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +199,48 @@ class TestRecordedWithItsKey:
         earlier = drop(watch, "call/part1.wav", b"a" * 100)
         asyncio.run(intake.settled(watch, earlier))
         assert store.earlier_part_pending(store.get(row.id))
+
+
+class TestRecordingOrder:
+    def test_a_mapped_watchs_files_are_recorded_in_append_order_whatever_hashes_first(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two files handed over together: the earlier one (by mtime) hashes slowly, yet is
+        recorded first, so a key decided from the files before it (ttl) sees it. A watch
+        without mapping records each file as soon as it is fingerprinted."""
+        real = intake_module.sha256_file
+
+        def slow_for_early(path: Path) -> str:
+            if path.name == "c.wav":
+                time.sleep(0.5)
+            return real(path)
+
+        monkeypatch.setattr(intake_module, "sha256_file", slow_for_early)
+
+        def recorded_order(conversation: dict[str, Any], folder: str) -> list[str]:
+            store = SqliteStore(tmp_path / f"{folder}.db")
+            inbox = tmp_path / folder
+            inbox.mkdir()
+            watch = WatchConfig(name=folder, path=inbox, conversation=conversation)
+            intake = Intake(
+                store,
+                load_plugins(entry_points_enabled=False),
+                lambda row: row,
+                on_new=lambda: None,
+                renominate=lambda w, p: None,
+            )
+            early = drop(watch, "c.wav", b"c" * 100)
+            late = drop(watch, "b.wav", b"b" * 100)
+            os.utime(early, (1000.0, 1000.0))
+            os.utime(late, (1400.0, 1400.0))
+
+            async def both() -> None:
+                await asyncio.gather(intake.settled(watch, late), intake.settled(watch, early))
+
+            asyncio.run(both())
+            rows = sorted(store.all(), key=lambda row: row.id)
+            store.close()
+            return [row.relpath for row in rows]
+
+        assert recorded_order({"by": "ttl", "order": "mtime"}, "mapped") == ["c.wav", "b.wav"]
+        assert recorded_order({}, "plain") == ["b.wav", "c.wav"]
