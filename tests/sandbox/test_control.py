@@ -129,7 +129,10 @@ def test_url_before_start_raises():
 
 
 def test_stop_closes_idle_keep_alive_connections():
-    """stop() ends idle keep-alive connections instead of leaving them served."""
+    """stop() ends idle keep-alive connections instead of leaving them served, and its
+    threads. (Other tests' sandboxes may share this worker process: only threads started
+    here count.)"""
+    before = set(threading.enumerate())
     sandbox = Sandbox(SandboxOptions())
     sandbox.start()
     host, port = sandbox.url.removeprefix("http://").split(":")
@@ -142,7 +145,9 @@ def test_stop_closes_idle_keep_alive_connections():
     with pytest.raises((http.client.HTTPException, OSError)):
         connection.request("GET", "/_sandbox/stats")
         connection.getresponse()
-    assert not [t for t in threading.enumerate() if t.name.startswith("sandbox-")]
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith("sandbox-") and t not in before
+    ]
 
 
 def test_serve_forever_runs_until_stop():
