@@ -21,13 +21,24 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from ingestd import aftermath, deletions, dismiss, explain, installunit, oneshot, show, waiting
+from ingestd import (
+    aftermath,
+    deletions,
+    dismiss,
+    drain,
+    explain,
+    installunit,
+    oneshot,
+    show,
+    waiting,
+)
 from ingestd.config import Config
 from ingestd.configload import load_config
 from ingestd.errors import ConfigError, IngestdError, PluginError, StoreError
 from ingestd.folders import missing_now
 from ingestd.lifecycle import NEEDS_A_PERSON, PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import configure, redact, register_config_secrets, register_secrets
+from ingestd.nodes import holders, node_rows
 from ingestd.wording import plural
 
 
@@ -137,15 +148,31 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _print_nodes(nodes: list[dict[str, Any]]) -> None:
-    """The daemons on a shared (PostgreSQL) state database; none on SQLite."""
+def _print_nodes(store: Any, nodes: list[dict[str, Any]]) -> None:
+    """The daemons on a shared (PostgreSQL) state database, and what each holds."""
     if not nodes:
+        print(f"nodes: none running on {store.where}\n")
         return
-    print("node         host                 pid  last heartbeat")
-    for node in nodes:
-        age = max(0.0, time.time() - node["heartbeat_at"])
-        print(f"{node['name']:<12} {node['host']:<16} {node['pid']:>7}  {age:.0f} s ago")
+    name_width = max(12, *(len(n["name"]) for n in nodes))
+    host_width = max(16, *(len(n["host"] or "") for n in nodes))
+    print(f"{'node':<{name_width}} {'host':<{host_width}}     pid  heartbeat  state   claims")
+    for n in nodes:
+        pid = "-" if n["pid"] is None else str(n["pid"])
+        heard = f"{n['heartbeat_age_seconds']:.0f} s ago"
+        print(
+            f"{n['name']:<{name_width}} {n['host'] or '':<{host_width}} {pid:>7}  {heard:>9}  "
+            f"{n['state']:<7} {n['claims']:>6}{'  draining' if n['draining'] else ''}"
+        )
     print()
+
+
+def _holder(claim: dict[str, Any] | None) -> str:
+    """Who drives an in-flight recording, for its status line ("" on SQLite: this daemon)."""
+    if claim is None:
+        return ""
+    if claim["expired"]:
+        return f" [claim of {claim['node']} expired: another node takes it over]"
+    return f" [node {claim['node']}]"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -157,6 +184,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     deliveries = store.delivery_counts()
     missing = missing_now(config.watches)
     explainer = waiting.Explainer(store, config.backend_options)
+    now = time.time()
+    claims = store.claims()
+    nodes = node_rows(store.nodes(), claims, now)
+    held = holders(claims, now)
     if args.json:
         data = {
             "missing_watch_folders": [
@@ -164,14 +195,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             ],
             "counts": {str(s): counts.get(str(s), 0) for s in State},
             "deliveries": deliveries,
-            "in_progress": [{**_row_json(r, store), "reason": explainer.reason(r)} for r in busy],
+            "in_progress": [
+                {**_row_json(r, store), "reason": explainer.reason(r), "claim": held.get(r.id)}
+                for r in busy
+            ],
             "failures": [{**_row_json(r, store), "hint": waiting.file_hint(r)} for r in problems],
             **aftermath.status(store),
-            "nodes": store.nodes(),
+            "nodes": nodes,
         }
         print(json.dumps(data, indent=2))
         return ExitCode.OK
-    _print_nodes(store.nodes())
+    if config.state_path is None:  # PostgreSQL: the nodes sharing it, even if none runs
+        _print_nodes(store, nodes)
     if not counts:  # the daemon has run (the database exists) but recorded nothing yet
         print(f"no recordings yet in {store.where}; files appear here once they settle")
         _print_missing(missing)
@@ -193,7 +228,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             retry = (
                 f" (retry at {_when(r.next_attempt_at)})" if r.next_attempt_at > time.time() else ""
             )
-            print(f"  #{r.id:<5} {r.state:<11} {r.watch}/{r.relpath}{retry}")
+            node = _holder(held.get(r.id))
+            print(f"  #{r.id:<5} {r.state:<11} {r.watch}/{r.relpath}{retry}{node}")
             print(f"         {explainer.reason(r)}")
     if problems:
         print("\nlatest failures")
@@ -459,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     deletions.add_parsers(sub, with_config)
     oneshot.add_parser(sub)
     dismiss.add_parser(sub, with_config)
+    drain.add_parsers(sub, with_config)
     p = sub.add_parser("plugins", help="list plugins and the hooks each implements")
     with_config(p, required=False)
     p.add_argument("--json", action="store_true")

@@ -3,9 +3,11 @@
 Two kinds of numbers:
 
 - read from the state store at scrape time (`StoreCollector`): recordings by state, jobs in
-  flight against the account's limit, sink deliveries by sink and state, and the age of the
-  oldest unfinished recording. A scrape reads through its own `Store.reader`: the daemon's
-  `Store` belongs to the event-loop thread, and a reader never blocks the writer.
+  flight against the account's limit, sink deliveries by sink and state, the age of the
+  oldest unfinished recording, and per node of a shared PostgreSQL store its heartbeat age,
+  claims held and drain flag (no node samples on SQLite). A scrape reads through its own
+  `Store.reader`: the daemon's `Store` belongs to the event-loop thread, and a reader never
+  blocks the writer.
 - counted as they happen: the Symbl client calls `record_api_request` for every HTTP
   attempt and `record_upload` for every accepted upload (module-level, so no handle is
   passed around; prometheus_client's counters are thread-safe).
@@ -37,6 +39,7 @@ from prometheus_client.exposition import choose_encoder
 from ingestd import eventmetrics
 from ingestd.errors import IngestdError, StoreError
 from ingestd.lifecycle import IN_FLIGHT, State
+from ingestd.nodes import node_rows
 from ingestd.store import Store, StoreSnapshot
 
 log = structlog.get_logger()
@@ -208,6 +211,32 @@ class StoreCollector:
             "Age of the oldest recording not yet done, failed, rejected or duplicate; 0 if none",
             value=age,
         )
+        yield from self._nodes(snap)
+
+    def _nodes(self, snap: StoreSnapshot) -> Iterator[Metric]:
+        """Per node of a shared store: alert on a heartbeat age past the lease (~30 s)."""
+        heartbeat = GaugeMetricFamily(
+            "ingestd_node_heartbeat_age_seconds",
+            "Seconds since the node's last heartbeat in the shared state store",
+            labels=["node"],
+        )
+        claims = GaugeMetricFamily(
+            "ingestd_node_claims",
+            "Recordings the node holds an unexpired claim on (drives now)",
+            labels=["node"],
+        )
+        draining = GaugeMetricFamily(
+            "ingestd_node_draining",
+            "1 while the node is drained (ingestd drain): it claims nothing new",
+            labels=["node"],
+        )
+        for node in node_rows(snap.nodes, snap.claims, self._clock()):
+            heartbeat.add_metric([node["name"]], node["heartbeat_age_seconds"])
+            claims.add_metric([node["name"]], node["claims"])
+            draining.add_metric([node["name"]], 1 if node["draining"] else 0)
+        yield heartbeat
+        yield claims
+        yield draining
 
 
 class InfoCollector:

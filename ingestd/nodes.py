@@ -4,6 +4,11 @@ On PostgreSQL several daemons may share one database (issue 12); each records it
 store's ``nodes`` table and heartbeats there, so a second live daemon with the same name is
 refused at start with one line naming the other. On SQLite the file lock already admits one
 daemon, and the store records nothing. Leases and claims build on this.
+
+`Membership.draining` is the operator's ``ingestd drain``/``undrain`` flag, read from the
+store at join and at every heartbeat: while it is set the dispatcher claims nothing new.
+`node_rows` and `holders` are what ``ingestd status``, the dashboard and the metrics show
+of the nodes and their claims.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -39,15 +46,20 @@ class Membership:
         self.node = NodeInfo(
             name=name, instance=secrets.token_hex(8), host=socket.gethostname(), pid=os.getpid()
         )
+        self.draining = False
+        """Claim nothing new: the operator drained this node (``ingestd drain``), now or
+        before this start. Refreshed from the store at every heartbeat."""
 
     def join(self) -> None:
         """Take this node's name; and, until claims and leases land (issue 12), refuse to
         run beside another live node: two daemons would drive the same recordings."""
         self.store.join_node(self.node, STALE_AFTER_SECONDS)
         now = time.time()
+        known = self.store.nodes()
+        self._note_draining(known)
         others = [
             n
-            for n in self.store.nodes()
+            for n in known
             if n["name"] != self.node.name and now - n["heartbeat_at"] < STALE_AFTER_SECONDS
         ]
         if others:
@@ -76,9 +88,86 @@ class Membership:
                     "give one of them another node.name",
                 )
             taken = not alive
+            self.refresh_draining()
+
+    def refresh_draining(self) -> None:
+        """Read this node's drain flag from the store (each heartbeat); a store that cannot
+        be read leaves the flag as it was."""
+        try:
+            known = self.store.nodes()
+        except StoreError as exc:
+            log.warning("node_drain_flag_unread", node=self.node.name, error=str(exc))
+            return
+        self._note_draining(known)
+
+    def _note_draining(self, known: Sequence[Mapping[str, Any]]) -> None:
+        row = next((n for n in known if n["name"] == self.node.name), None)
+        draining = bool(row and row["draining"])
+        if draining == self.draining:
+            return
+        self.draining = draining
+        if draining:
+            log.warning(
+                "node_draining",
+                node=self.node.name,
+                action="finishing the recordings it holds and claiming nothing new, also "
+                f"after a restart, until `ingestd undrain {self.node.name}`",
+            )
+        else:
+            log.info("node_undrained", node=self.node.name, action="claiming new work again")
 
     def leave(self) -> None:
         try:
             self.store.leave_node(self.node)
         except StoreError as exc:
             log.warning("node_leave_failed", node=self.node.name, error=str(exc))
+
+
+def node_rows(
+    nodes: Sequence[Mapping[str, Any]],
+    claims: Mapping[int, Mapping[str, Any]],
+    now: float,
+    stale_after: float = STALE_AFTER_SECONDS,
+) -> list[dict[str, Any]]:
+    """Each known node with its heartbeat age, whether it is ``live``, ``stale`` (silent
+    longer than `stale_after`: dead or cut off; its claims expire and other nodes take them
+    over) or ``stopped`` (stopped cleanly while drained), and how many unexpired claims it
+    holds."""
+    held: dict[str, int] = {}
+    for claim in claims.values():
+        if claim["expires_at"] > now:
+            held[claim["node"]] = held.get(claim["node"], 0) + 1
+    rows = []
+    for node in nodes:
+        age = max(0.0, now - node["heartbeat_at"])
+        state = "live" if age < stale_after else "stale"
+        if node["pid"] is None:
+            state = "stopped"
+        rows.append(
+            {
+                "name": node["name"],
+                "host": node["host"],
+                "pid": node["pid"],
+                "started_at": node["started_at"],
+                "heartbeat_at": node["heartbeat_at"],
+                "heartbeat_age_seconds": round(age, 1),
+                "state": state,
+                "draining": bool(node["draining"]),
+                "claims": held.get(node["name"], 0),
+            }
+        )
+    return rows
+
+
+def holders(claims: Mapping[int, Mapping[str, Any]], now: float) -> dict[int, dict[str, Any]]:
+    """recording id -> {node, epoch, expires_at, expired}: who drives each claimed recording
+    (an expired claim's node lost it; another node takes it over)."""
+    return {
+        rid: {
+            "node": c["node"],
+            "epoch": c["epoch"],
+            "expires_at": c["expires_at"],
+            "expired": c["expires_at"] <= now,
+        }
+        for rid, c in sorted(claims.items())
+    }

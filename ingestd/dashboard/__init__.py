@@ -71,6 +71,7 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
             settling=len(daemon.settler),
             uploads=progress.uploads(),
             transcodes=progress.transcodes(),
+            node=config.node_name,
         )
 
     def wake() -> None:

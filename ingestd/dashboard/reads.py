@@ -22,6 +22,7 @@ from typing import Any
 
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import redact, redact_secrets
+from ingestd.nodes import holders, node_rows
 from ingestd.store import RecordingRow, Store
 
 PAGE_SIZE = 50
@@ -86,6 +87,7 @@ class Live:
     api_429_last_hour: int = 0
     retries_last_hour: int = 0
     actions_enabled: bool = False
+    node: str = ""  # this daemon's node.name (the nodes panel marks it)
 
 
 def scrub(value: Any) -> Any:
@@ -145,6 +147,7 @@ class Reads:
             counts = store.counts_by_state()
             deliveries = store.delivery_counts()
             failed_deliveries = store.failed_deliveries(limit=10)
+            nodes, claims = store.nodes(), store.claims()
         states = {str(s): counts.get(str(s), 0) for s in State}
         in_flight = sum(states[str(s)] for s in IN_FLIGHT)
         sinks = []
@@ -154,6 +157,11 @@ class Reads:
         now = time.time()
         return {
             "states": states,
+            "nodes": [
+                {**n, "this": n["name"] == live.node, "heard": duration(n["heartbeat_age_seconds"])}
+                for n in node_rows(nodes, claims, now)
+            ],
+            "claims": [{"recording_id": rid, **c} for rid, c in holders(claims, now).items()],
             "in_progress": sum(states[str(s)] for s in PIPELINE),
             "slots": {"in_use": in_flight, "limit": live.job_limit},
             "last_hour": {"api_429": live.api_429_last_hour, "retries": live.retries_last_hour},
@@ -184,12 +192,14 @@ class Reads:
             since = store.entered_state_at([r.id for r in rows])
             in_flight = store.count_states(IN_FLIGHT)
             held = {r.id for r in rows if r.state is State.QUEUED and store.earlier_part_pending(r)}
+            claims = holders(store.claims(), now)
         out = []
         for row in rows:
             item = summary(row)
             item["elapsed_seconds"] = round(now - row.created_at, 1)
             item["in_state_seconds"] = round(now - since.get(row.id, row.updated_at), 1)
             item["running"] = row.id in live.running
+            item["claim"] = claims.get(row.id)  # the node driving it (several nodes)
             item["waits_for"] = _waits_for(row, live, in_flight, row.id in held, now)
             upload = live.uploads.get(str(row.upload_path or row.path))
             item["upload"] = None

@@ -85,6 +85,8 @@ class StoreSnapshot:
     states: dict[str, int] = field(default_factory=dict)
     deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
     oldest_unfinished_at: float | None = None  # created_at of the oldest non-terminal row
+    nodes: tuple[dict[str, Any], ...] = ()  # `Store.nodes` (none on SQLite)
+    claims: dict[int, dict[str, Any]] = field(default_factory=dict)  # `Store.claims`
 
 
 class Store(Protocol):
@@ -366,7 +368,8 @@ class Store(Protocol):
     def join_node(self, node: NodeInfo, stale_after: float) -> None:
         """Record `node` as running; a StoreError naming the other daemon when a live one
         (a heartbeat within `stale_after` seconds, not a dead process of this host) already
-        runs under that name. SQLite: nothing (its file lock admits one daemon)."""
+        runs under that name. A drained name stays drained (`set_draining`). SQLite:
+        nothing (its file lock admits one daemon)."""
         ...
 
     def node_heartbeat(self, node: NodeInfo) -> bool:
@@ -374,9 +377,22 @@ class Store(Protocol):
         ...
 
     def leave_node(self, node: NodeInfo) -> None:
-        """Forget `node` (a clean stop), so its name is free at once."""
+        """Forget `node` (a clean stop), so its name is free at once; a draining one stays
+        listed, stopped (``pid`` None), so that it is still drained when it starts again."""
         ...
 
     def nodes(self) -> list[dict[str, Any]]:
-        """The nodes the store knows, by name, with their last heartbeat."""
+        """The nodes the store knows, by name: name, host, pid (None: stopped, kept because
+        draining), started_at, heartbeat_at, draining."""
+        ...
+
+    def set_draining(self, name: str, draining: bool) -> bool:
+        """Mark node `name` draining (it finishes the recordings it holds and claims nothing
+        new, across its restarts) or not; False when the store knows no such node. Undrain
+        forgets a stopped node (kept only for its flag). SQLite: False (no nodes)."""
+        ...
+
+    def claims(self) -> dict[int, dict[str, Any]]:
+        """recording id -> {node, epoch, expires_at} of every claim, expired ones too (an
+        expired claim waits for a node to take it over). SQLite: {} (one node, no claims)."""
         ...

@@ -1,9 +1,14 @@
 """The ``nodes`` table of the PostgreSQL store: each daemon's heartbeat under its
-``node.name``, so a second live daemon with the same name is refused (issue 12).
+``node.name``, so a second live daemon with the same name is refused (issue 12), and the
+operator's drain flag (``ingestd drain``); and the read side of the ``claims`` table.
 
 A mixin of `ingestd.store.postgres.PostgresStore` (its connection and transactions). A name is
-free when its row is gone (a clean stop), its heartbeat is older than ``stale_after``, or
-its process is known dead (same host, pid gone: a SIGKILLed daemon restarted at once).
+free when its row is gone (a clean stop), marked stopped (``pid`` NULL: a drained node that
+stopped cleanly, kept for its flag), its heartbeat is older than ``stale_after``, or its
+process is known dead (same host, pid gone: a SIGKILLed daemon restarted at once).
+
+``draining`` belongs to the name, not to one run of it: an operator drained that node on
+purpose, so a restart keeps it drained until ``ingestd undrain``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class PostgresNodes:
                 "SELECT instance, host, pid, heartbeat_at FROM nodes WHERE name = ?",
                 (node.name,),
             ).fetchone()
-            if row is not None and row["instance"] != node.instance:
+            if row is not None and row["instance"] != node.instance and row["pid"] is not None:
                 age = now - row["heartbeat_at"]
                 dead_here = row["host"] == node.host and _process_gone(row["pid"])
                 if age < stale_after and not dead_here:
@@ -53,8 +58,7 @@ class PostgresNodes:
                 "INSERT INTO nodes (name, instance, host, pid, started_at, heartbeat_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
                 " instance = excluded.instance, host = excluded.host, pid = excluded.pid,"
-                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
-                " draining = FALSE",
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
                 (node.name, node.instance, node.host, node.pid, now, now),
             )
 
@@ -68,12 +72,39 @@ class PostgresNodes:
 
     def leave_node(self, node: NodeInfo) -> None:
         with self._tx():
+            self._conn.execute(  # a drained node stays listed, stopped, so it stays drained
+                "UPDATE nodes SET pid = NULL WHERE name = ? AND instance = ? AND draining",
+                (node.name, node.instance),
+            )
             self._conn.execute(
-                "DELETE FROM nodes WHERE name = ? AND instance = ?", (node.name, node.instance)
+                "DELETE FROM nodes WHERE name = ? AND instance = ? AND NOT draining",
+                (node.name, node.instance),
             )
 
     def nodes(self) -> list[dict[str, Any]]:
         rows = self._conn.execute(
             "SELECT name, host, pid, started_at, heartbeat_at, draining FROM nodes ORDER BY name"
         )
-        return [dict(r) for r in rows]
+        return [{**dict(r), "draining": bool(r["draining"])} for r in rows]
+
+    def set_draining(self, name: str, draining: bool) -> bool:
+        with self._tx():
+            cursor = self._conn.execute(
+                "UPDATE nodes SET draining = ? WHERE name = ?", (draining, name)
+            )
+            if not draining:  # a stopped node was kept only for its flag: forget it now
+                self._conn.execute("DELETE FROM nodes WHERE name = ? AND pid IS NULL", (name,))
+        return cursor.rowcount > 0
+
+    def claims(self) -> dict[int, dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT recording_id, node, epoch, expires_at FROM claims ORDER BY recording_id"
+        )
+        return {
+            int(r["recording_id"]): {
+                "node": r["node"],
+                "epoch": int(r["epoch"]),
+                "expires_at": float(r["expires_at"]),
+            }
+            for r in rows
+        }

@@ -572,7 +572,8 @@ class SqliteStore(OperatorTables):
                 f"SELECT MIN(created_at) FROM recordings WHERE state IN ({marks})",
                 [str(s) for s in PIPELINE],
             ).fetchone()
-        return StoreSnapshot(states, deliveries, oldest)
+            nodes, claims = tuple(self.nodes()), self.claims()
+        return StoreSnapshot(states, deliveries, oldest, nodes, claims)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[None]:
@@ -678,6 +679,12 @@ class SqliteStore(OperatorTables):
 
     def nodes(self) -> list[dict[str, Any]]:
         return []
+
+    def set_draining(self, name: str, draining: bool) -> bool:
+        return False
+
+    def claims(self) -> dict[int, dict[str, Any]]:
+        return {}
 
 
 def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
