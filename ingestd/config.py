@@ -114,6 +114,10 @@ class Config:
     """``state.password`` (or ``password_file``) for a PostgreSQL ``state.url``."""
     node_name: str = ""
     """``node.name``: this daemon among the nodes of one state database (default: host name)."""
+    node_heartbeat_seconds: float = 5.0
+    """``node.heartbeat_seconds``: how often the node says it lives and renews its claims."""
+    node_lease_seconds: float = 30.0
+    """``node.lease_seconds``: how long a claim outlives the node's silence (failover time)."""
     # Where each key came from, so problems found later (plugin options) name file and line
     source: str = field(default="<config>", compare=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)

@@ -174,16 +174,25 @@ def _state_url(
     return f"sqlite:///{db_path}", None, db_path.parent / "work"
 
 
-def _node_name(problems: _Problems, node: Mapping[str, Any]) -> str:
-    """``node: {name: NAME}``: this daemon's name among the nodes of one state database."""
-    from ingestd.nodes import default_node_name
+def _node(problems: _Problems, node: Mapping[str, Any]) -> tuple[str, float, float]:
+    """``node: {name, heartbeat_seconds, lease_seconds}``: this daemon among the nodes of
+    one state database, and how long its claims outlive its silence."""
+    from ingestd.nodes import HEARTBEAT_SECONDS, LEASE_SECONDS, default_node_name
 
-    problems.unknown_keys(node, ("name",), "node")
+    problems.unknown_keys(node, ("name", "heartbeat_seconds", "lease_seconds"), "node")
     name = node.get("name", default_node_name())
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
         problems.add("node.name", "expected 1-63 letters, digits, '.', '_' or '-'")
-        return default_node_name()
-    return name
+        name = default_node_name()
+    heartbeat = _number(problems, node, "heartbeat_seconds", "node", HEARTBEAT_SECONDS, minimum=0.1)
+    lease = _number(problems, node, "lease_seconds", "node", LEASE_SECONDS, minimum=0.5)
+    if lease < 2 * heartbeat:
+        problems.add(
+            "node.lease_seconds",
+            f"expected at least twice heartbeat_seconds ({heartbeat}), got {lease}: a lease "
+            f"must outlive a late heartbeat, or a healthy node loses its work",
+        )
+    return name, float(heartbeat), float(lease)
 
 
 def _number(
@@ -453,7 +462,7 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     plugins = _strings(problems, data, "plugins", "", ())
     resolved_plugins = tuple(str((base / p).resolve()) if p.endswith(".py") else p for p in plugins)
     pipeline = _pipeline(problems, _mapping(problems, data, "pipeline", ""))
-    node_name = _node_name(problems, _mapping(problems, data, "node", ""))
+    node_name, heartbeat, lease = _node(problems, _mapping(problems, data, "node", ""))
     problems.raise_if_any()
     return Config(
         path=None,
@@ -462,6 +471,8 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         state_url=state_url,
         state_password=state_password,
         node_name=node_name,
+        node_heartbeat_seconds=heartbeat,
+        node_lease_seconds=lease,
         work_dir=work_dir,
         watches=tuple(w for w in watches if w is not None),
         sinks=tuple(sinks),

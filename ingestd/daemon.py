@@ -29,7 +29,7 @@ from ingestd.aftermath import Aftermath
 from ingestd.backends import build_backend, job_limit, validate_backend_choice
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
-from ingestd.errors import ConfigError, IngestdError, StoreError
+from ingestd.errors import ConfigError, IngestdError, LeaseLost, StoreError
 from ingestd.folders import FolderGuard, prepare_folders
 from ingestd.intake import Intake
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
@@ -42,6 +42,7 @@ from ingestd.plugins import Plugins, load_plugins
 from ingestd.registry import Sink, SinkContext
 from ingestd.settle import Settler
 from ingestd.store import RecordingRow, open_configured
+from ingestd.store.base import Claim
 from ingestd.transcode import clean_work_files
 from ingestd.watch import IgnoredFiles, Watcher, scan
 
@@ -181,7 +182,12 @@ class Daemon:
         try:
             self.store = open_configured(config, wait=True)
             self.store.check()  # a corrupt file stops us before anything is written to it
-            self.membership = Membership(self.store, config.node_name)
+            self.membership = Membership(
+                self.store,
+                config.node_name,
+                heartbeat_seconds=config.node_heartbeat_seconds,
+                lease_seconds=config.node_lease_seconds,
+            )
             self.membership.join()  # a second live daemon under this node name stops here
             self.plugins = load_plugins(config.plugins, config.disable_plugins)
             validate_watches(config, self.plugins)
@@ -257,6 +263,7 @@ class Daemon:
         self._spawn(self._periodic_rescan())
         self._spawn(self._heartbeat())
         self._spawn(self.membership.run())
+        self._spawn(self._keep_claims())
         self._spawn(self.aftermath.run())
         status = self._status_line()
         systemd.notify("READY=1", f"STATUS={status}")
@@ -324,7 +331,7 @@ class Daemon:
             return
         fixed = (
             "backend", "backends", "state_url", "work_dir", "plugins", "disable_plugins",
-            "dashboard", "node_name",
+            "dashboard", "node_name", "node_heartbeat_seconds", "node_lease_seconds",
         )  # fmt: skip
         needs_restart = [k for k in fixed if getattr(new, k) != getattr(old, k)]
         if needs_restart:
@@ -437,6 +444,28 @@ class Daemon:
                 continue
             systemd.notify("WATCHDOG=1", f"STATUS={self._status_line()}")
 
+    async def _keep_claims(self) -> None:
+        """Renew this node's leases every heartbeat; drop the work of any another node took
+        over meanwhile (this node was paused or cut off for longer than a lease)."""
+        while True:
+            await asyncio.sleep(self.config.node_heartbeat_seconds)
+            try:
+                lost = self.store.renew_claims(
+                    self.config.node_name, self.config.node_lease_seconds
+                )
+            except StoreError as exc:
+                log.warning("claims_renewal_failed", error=str(exc))
+                continue
+            for recording_id in lost:
+                log.warning(
+                    "lease_lost",
+                    recording_id=recording_id,
+                    action="another node took this recording over; its work here is dropped",
+                )
+                active = self._active.get(recording_id)
+                if active is not None:
+                    active[0].cancel()
+
     async def _status_updates(self, sent: str) -> None:
         """STATUS= as soon as the counts change (looked at every second), so `systemctl
         status` is never a watchdog interval behind."""
@@ -500,15 +529,65 @@ class Daemon:
                     continue
                 preparing += 1
             row = self.store.get(row_id)
+            if state is State.QUEUED and (self.store.earlier_part_pending(row) or hold.holds(row)):
+                continue
+            claim = self._claim(row)
+            if claim is None:
+                if state in PREPARING:
+                    preparing -= 1
+                continue
             if state is State.QUEUED:
-                if self.store.earlier_part_pending(row) or hold.holds(row):
-                    continue
                 in_flight += 1
-            task = asyncio.create_task(self._drive(row))
+            task = asyncio.create_task(self._drive(row, claim))
             self._active[row.id] = (task, row.state)
 
-    async def _drive(self, row: RecordingRow) -> None:
-        """Run a recording's stages back to back until it must wait or is finished."""
+    def _claim(self, row: RecordingRow) -> Claim | None:
+        """Claim `row` for this node, or None: another node drives it, this node drains, or
+        the file its next stage reads is not here (`_readable_here`)."""
+        claim = self.store.claim(row.id, self.config.node_name, self.config.node_lease_seconds)
+        if claim is None:
+            return None
+        mine = claim.previous_node in (None, self.config.node_name)
+        if (self.membership.draining and not mine) or not self._readable_here(row, claim):
+            self.store.release(row.id)
+            return None
+        if claim.adopted_from is not None:
+            log.info(
+                "work_adopted",
+                recording_id=row.id,
+                from_node=claim.adopted_from,
+                state=str(row.state),
+                epoch=claim.epoch,
+            )
+            self.pipeline.adopted(row)
+        return claim
+
+    def _readable_here(self, row: RecordingRow, claim: Claim) -> bool:
+        """Whether this node can run `row`'s next stage. With several nodes (PostgreSQL):
+        not a recording of a folder this node does not watch or whose mount is missing
+        here (another node has it; it waits for one, visibly), nor one whose work file
+        another live node made (a node gone, its work is redone here: see
+        `Pipeline._work_file_gone`). A file gone from a folder that is here is the
+        recording's own problem, which its stage reports."""
+        if self.config.state_path is not None:
+            return True  # SQLite: one daemon, every recording is its own
+        if row.watch not in self.pipeline.watches or row.watch in self.folders.missing:
+            return False
+        if not row.upload_path or row.state in PREPARING or os.access(row.upload_path, os.R_OK):
+            return True
+        previous = claim.previous_node
+        return previous in (None, self.config.node_name) or not self._node_alive(previous)
+
+    def _node_alive(self, name: str) -> bool:
+        now = time.time()
+        return any(
+            n["name"] == name and now - n["heartbeat_at"] < self.config.node_lease_seconds
+            for n in self.store.nodes()
+        )
+
+    async def _drive(self, row: RecordingRow, claim: Claim) -> None:
+        """Run a recording's stages back to back until it must wait or is finished; then
+        let go of its claim, so any node may run its next stage."""
         try:
             with structlog.contextvars.bound_contextvars(
                 recording_id=row.id,
@@ -528,12 +607,18 @@ class Daemon:
                         break
         except asyncio.CancelledError:
             log.info("stage_interrupted", recording_id=row.id, state=str(row.state))
+        except LeaseLost as exc:  # paused or cut off past the lease: another node has it
+            log.warning("lease_lost", recording_id=row.id, state=str(row.state), error=str(exc))
         except IngestdError as exc:  # the store itself failed: stop, systemd restarts us
             log.error("store_failed", error=str(exc))
             self._store_failure = self._store_failure or exc
             self._stopping.set()
         finally:
             self._active.pop(row.id, None)
+            try:
+                self.store.release(claim.recording_id)
+            except StoreError as exc:  # its lease runs out by itself
+                log.warning("claim_release_failed", recording_id=row.id, error=str(exc))
             self._kick.set()
 
     # -- shutdown ------------------------------------------------------------------------

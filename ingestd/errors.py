@@ -12,7 +12,8 @@
     │   └── Permanent             the operator: will not succeed by retrying -> failed
     │       └── UnknownJob        the operator: the backend forgot a job; `ingestd retry`
     ├── ApiError                  the Symbl API answered with an error status (carries status)
-    └── StoreError                the operator: the state database is unusable
+    ├── StoreError                the operator: the state database is unusable
+    └── LeaseLost                 nobody: another node took this recording over; drop the work
 """
 
 from __future__ import annotations
@@ -101,3 +102,13 @@ class StoreError(IngestdError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class LeaseLost(IngestdError):
+    """This node's claim on a recording is gone: its lease ran out (the node was paused or
+    cut off from the database) and another node took the recording over. The write that
+    found out changed nothing; the work in hand is dropped, never finished twice."""
+
+    def __init__(self, recording_id: int, message: str) -> None:
+        super().__init__(message)
+        self.recording_id = recording_id

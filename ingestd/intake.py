@@ -39,6 +39,7 @@ from ingestd.model import Recording
 from ingestd.plugins import Plugins
 from ingestd.replaced import reads_source, replaced_reason
 from ingestd.store import RecordingRow, Store
+from ingestd.store.base import AlreadyRecorded
 from ingestd.transitions import Transitions
 from ingestd.watch import escape_fs, relpath, unescape_fs
 
@@ -284,7 +285,17 @@ class Intake:
             await self._turn.wait()
 
     def _record(self, watch: WatchConfig, rel: str, stat: os.stat_result, digest: str) -> None:
-        """Commit the recording, then remember the file (so a failed commit is retried)."""
+        """Commit the recording, then remember the file (so a failed commit is retried).
+
+        Nodes watching one shared folder each see the file; the store records it once
+        (`AlreadyRecorded` for the others), whichever node gets there first."""
+        try:
+            self._record_new(watch, rel, stat, digest)
+        except AlreadyRecorded as exc:
+            self.known(watch)[rel] = (stat.st_size, stat.st_mtime)
+            log.debug("recording_known", recording_id=exc.row.id, reason="recorded by another node")
+
+    def _record_new(self, watch: WatchConfig, rel: str, stat: os.stat_result, digest: str) -> None:
         latest = self.store.latest_for_path(watch.name, rel)
         if latest and latest.sha256 == digest and latest.size_bytes == stat.st_size:
             self.known(watch)[rel] = (stat.st_size, stat.st_mtime)

@@ -106,8 +106,14 @@ TRANSITIONS: dict[State, frozenset[State]] = {
         {State.PROBED, State.DUPLICATE, State.REJECTED, State.FAILED, State.DISMISSED}
     ),
     State.PROBED: frozenset({State.TRANSCODED, State.REJECTED, State.FAILED, State.DISMISSED}),
-    State.TRANSCODED: frozenset({State.QUEUED, State.REJECTED, State.FAILED, State.DISMISSED}),
-    State.QUEUED: frozenset({State.SUBMITTING, State.FAILED, State.REJECTED, State.DISMISSED}),
+    # Back to probed when its work file lies on a node that is gone (several nodes, each
+    # with its own work directory): transcoded again where it is picked up.
+    State.TRANSCODED: frozenset(
+        {State.QUEUED, State.PROBED, State.REJECTED, State.FAILED, State.DISMISSED}
+    ),
+    State.QUEUED: frozenset(
+        {State.SUBMITTING, State.PROBED, State.FAILED, State.REJECTED, State.DISMISSED}
+    ),
     # Back to queued when the API refused the upload (429) or reconciliation shows that
     # nothing arrived; forward when it answered or reconciliation found the job.
     State.SUBMITTING: frozenset({State.SUBMITTED, State.QUEUED, State.FAILED}),

@@ -3,7 +3,8 @@
 On PostgreSQL several daemons may share one database (issue 12); each records itself in the
 store's ``nodes`` table and heartbeats there, so a second live daemon with the same name is
 refused at start with one line naming the other. On SQLite the file lock already admits one
-daemon, and the store records nothing. Leases and claims build on this.
+daemon, and the store records nothing. The daemon renews its claims (`Store.renew_claims`)
+at the same pace.
 
 `Membership.draining` is the operator's ``ingestd drain``/``undrain`` flag, read from the
 store at join and at every heartbeat: while it is set the dispatcher claims nothing new.
@@ -17,7 +18,6 @@ import asyncio
 import os
 import secrets
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,8 +30,9 @@ from ingestd.store.base import NodeInfo
 log = structlog.get_logger()
 
 HEARTBEAT_SECONDS = 5.0
-STALE_AFTER_SECONDS = 30.0
-"""A node whose heartbeat is older than this is gone: its name is free."""
+LEASE_SECONDS = 30.0
+"""Defaults of ``node.heartbeat_seconds`` and ``node.lease_seconds``. A node silent for a
+lease is gone: its name is free and its claims are taken over."""
 
 
 def default_node_name() -> str:
@@ -41,8 +42,17 @@ def default_node_name() -> str:
 class Membership:
     """Join at start, heartbeat while running, leave at a clean stop."""
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
         self.store = store
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease_seconds = lease_seconds
         self.node = NodeInfo(
             name=name, instance=secrets.token_hex(8), host=socket.gethostname(), pid=os.getpid()
         )
@@ -51,30 +61,14 @@ class Membership:
         before this start. Refreshed from the store at every heartbeat."""
 
     def join(self) -> None:
-        """Take this node's name; and, until claims and leases land (issue 12), refuse to
-        run beside another live node: two daemons would drive the same recordings."""
-        self.store.join_node(self.node, STALE_AFTER_SECONDS)
-        now = time.time()
-        known = self.store.nodes()
-        self._note_draining(known)
-        others = [
-            n
-            for n in known
-            if n["name"] != self.node.name and now - n["heartbeat_at"] < STALE_AFTER_SECONDS
-        ]
-        if others:
-            self.leave()
-            other = others[0]
-            raise StoreError(
-                f"node {other['name']!r} (host {other['host']}, pid {other['pid']}) already "
-                f"runs on this state database; several nodes on one database need the claims "
-                f"still to come (issue 12): run one daemon per database for now"
-            )
+        """Take this node's name (refused while another live daemon has it)."""
+        self.store.join_node(self.node, self.lease_seconds)
+        self._note_draining(self.store.nodes())
 
     async def run(self) -> None:
         taken = False
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(self.heartbeat_seconds)
             try:
                 alive = self.store.node_heartbeat(self.node)
             except StoreError as exc:
@@ -127,7 +121,7 @@ def node_rows(
     nodes: Sequence[Mapping[str, Any]],
     claims: Mapping[int, Mapping[str, Any]],
     now: float,
-    stale_after: float = STALE_AFTER_SECONDS,
+    stale_after: float = LEASE_SECONDS,
 ) -> list[dict[str, Any]]:
     """Each known node with its heartbeat age, whether it is ``live``, ``stale`` (silent
     longer than `stale_after`: dead or cut off; its claims expire and other nodes take them

@@ -23,12 +23,14 @@ from typing import Any
 import structlog
 
 from ingestd import replaced
+from ingestd.backends import job_limit
 from ingestd.config import Config
 from ingestd.conversations import assign_conversation
 from ingestd.errors import (
     ConfigError,
     DiskFull,
     IngestdError,
+    LeaseLost,
     Permanent,
     PluginError,
     Rejected,
@@ -55,6 +57,7 @@ from ingestd.model import (
 from ingestd.plugins import Plugins
 from ingestd.registry import Backend, Sink
 from ingestd.store import RecordingRow, Store
+from ingestd.store.base import JobSlotTaken
 from ingestd.transcode import output_path, remove_output, run_plan
 from ingestd.transitions import Transitions, recording_of
 
@@ -155,6 +158,8 @@ class Pipeline:
             if await self._replaced_under_it(row):
                 return self.store.get(row.id)
             await stage(row)
+        except LeaseLost:
+            raise  # another node has it now: nothing of this node's may be written
         except Rejected as exc:
             self._give_up(
                 row, State.REJECTED if is_before_upload(row.state) else State.FAILED, str(exc)
@@ -345,8 +350,45 @@ class Pipeline:
         )
 
     async def _queued(self, row: RecordingRow) -> None:
-        """Its turn came (the daemon checked order and the account limit): record intent."""
-        self.transition(row, State.SUBMITTING)
+        """Its turn came (the daemon checked order and the account limit): record intent.
+
+        The store checks both again in the same transaction: another node sharing the
+        database may have taken the last job slot, or be submitting an earlier part."""
+        if self._work_file_gone(row):
+            return
+        try:
+            self.transition(row, State.SUBMITTING, job_limit=job_limit(self.backend))
+        except JobSlotTaken as exc:
+            log.debug("submission_deferred", reason=str(exc))
+
+    def _work_file_gone(self, row: RecordingRow) -> bool:
+        """Transcode again when the work file is not here (made by a node that is gone, or
+        deleted): before the upload, a stage is run again rather than failed."""
+        if not row.upload_path or Path(row.upload_path) == row.path:
+            return False
+        if os.path.exists(row.upload_path):
+            return False
+        if row.state is State.SUBMITTING:
+            row = self.transition(row, State.QUEUED, facts={"work_file_missing": row.upload_path})
+        self.transition(
+            row,
+            State.PROBED,
+            upload_path=None,
+            facts={"work_file_missing": row.upload_path, "action": "transcoding again"},
+        )
+        log.warning(
+            "transcoding_again",
+            work_file=row.upload_path,
+            reason="the work file is not on this node (made by a node that is gone, or deleted)",
+        )
+        return True
+
+    def adopted(self, row: RecordingRow) -> None:
+        """`row` was taken over from a node whose lease ran out: an upload that node had
+        started may still land, so it is looked up before anything is sent again."""
+        if row.state is State.SUBMITTING and row.id not in self._in_doubt:
+            now = time.time()
+            self._in_doubt[row.id] = (now, now + RESTART_GRACE_SECONDS)
 
     async def _submitting(self, row: RecordingRow) -> None:
         """Upload (POST or PUT), after reconciling any earlier attempt whose answer was lost."""
@@ -374,6 +416,8 @@ class Pipeline:
                 conversation_id=conversation_id,
                 action="sending the part again (appends cannot be looked up)",
             )
+        if self._work_file_gone(row):
+            return
         if Path(row.upload_path or row.path) == row.path:  # the original goes as is
             verdict = await asyncio.to_thread(replaced.compare, row)
             if verdict.now is replaced.FileNow.CHANGED:

@@ -63,6 +63,9 @@ async def run_plan(plan: TranscodePlan, source: Path, output: Path) -> Path:
         )
     except OSError as exc:
         raise executables.cannot_run(argv[0], exc) from None
+    except BaseException:  # cancelled while starting: asyncio kills the child it had spawned,
+        partial.unlink(missing_ok=True)  # which may have begun writing already
+        raise
     try:
         stderr = await asyncio.wait_for(_stderr_until_exit(process, source), timeout)
     except TimeoutError:

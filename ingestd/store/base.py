@@ -79,6 +79,37 @@ class NodeInfo:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """This node's claim on a recording it is about to drive (`Store.claim`).
+
+    ``epoch`` is the fencing token: every write this store makes for the recording while it
+    holds the claim checks it, so a node whose lease ran out cannot overwrite the node that
+    took over. ``adopted_from`` names the node whose lease ran out while it held the
+    recording (failover), None for a recording nobody was driving."""
+
+    recording_id: int
+    node: str
+    epoch: int
+    adopted_from: str | None = None
+    previous_node: str | None = None  # the node that drove it last, whether or not it let go
+
+
+class AlreadyRecorded(Exception):
+    """`Store.insert` of a file whose latest recording has the same content: another node
+    watching the same folder recorded it first. Nothing was written."""
+
+    def __init__(self, row: RecordingRow) -> None:
+        super().__init__(f"{row.watch}/{row.relpath} is recorded already (recording {row.id})")
+        self.row = row
+
+
+class JobSlotTaken(Exception):
+    """`Store.transition` to ``submitting`` refused: the account's job limit is reached, or
+    an earlier part of the conversation has still to be submitted (another node moved
+    first). Nothing was written; the recording stays queued."""
+
+
+@dataclass(frozen=True)
 class StoreSnapshot:
     """What a metrics scrape needs from the store, read in one transaction."""
 
@@ -128,7 +159,9 @@ class Store(Protocol):
 
         The recording, its conversation key and the key's pinned conversation (a
         ``conversation:<id>`` key) are one commit, so the ordering gate
-        (`earlier_part_pending`) never sees the row without its key."""
+        (`earlier_part_pending`) never sees the row without its key. Raises
+        `AlreadyRecorded` when the path's latest recording has the same content (nodes
+        watching one shared folder: whichever records the file first has it)."""
         ...
 
     def latest_for_path(self, watch: str, relpath: str) -> RecordingRow | None: ...
@@ -151,15 +184,21 @@ class Store(Protocol):
         unmap: tuple[str, str] | None = None,
         deliveries: Iterable[str] = (),
         expected: State | None = None,
+        job_limit: int | None = None,
         **columns: Any,
     ) -> RecordingRow:
         """Move a recording to `new`, checked against the lifecycle table, in one commit.
 
         A change the table does not allow, or a recording no longer in `expected` (moved by
-        another process meanwhile), raises `TransitionError` and writes nothing.
+        another process meanwhile), raises `TransitionError` and writes nothing. A write for
+        a recording this store claimed checks the claim first (`claim`): `LeaseLost`.
 
         Args:
             expected: the state the caller saw; None to skip that check.
+            job_limit: for ``queued -> submitting``: refuse (`JobSlotTaken`) when this many
+                recordings are in flight already, or an earlier part of the conversation is
+                still to be submitted; checked in the same transaction, so nodes sharing the
+                database never exceed the account's limit together.
             facts: recorded in the event history (and logged by the caller).
             mapping: (key, conversation_id, name) to persist in the same commit.
             unmap: (key, conversation_id) to forget in the same commit, if still so mapped.
@@ -395,4 +434,20 @@ class Store(Protocol):
     def claims(self) -> dict[int, dict[str, Any]]:
         """recording id -> {node, epoch, expires_at} of every claim, expired ones too (an
         expired claim waits for a node to take it over). SQLite: {} (one node, no claims)."""
+        ...
+
+    def claim(self, recording_id: int, node: str, lease_seconds: float) -> Claim | None:
+        """Claim `recording_id` for `node` to drive its stages, for `lease_seconds` (renewed
+        by `renew_claims`); None while another node's lease on it runs. A claim whose lease
+        ran out is taken over (``adopted_from``) with a new epoch, which fences the writes of
+        the node that held it. SQLite: always granted (one daemon per file)."""
+        ...
+
+    def release(self, recording_id: int) -> None:
+        """Let go of this store's claim on `recording_id` (its stages wait or ended)."""
+        ...
+
+    def renew_claims(self, node: str, lease_seconds: float) -> list[int]:
+        """Extend every claim this store holds by `lease_seconds`; the ids of those another
+        node took over meanwhile (their work must be dropped)."""
         ...

@@ -11,8 +11,8 @@ test against both. What differs is the plumbing:
 - **Writers are serialized** as SQLite's ``BEGIN IMMEDIATE`` serializes them: each write
   transaction takes one transaction-scoped advisory lock first, so every daemon and command
   on the database sees the same one-writer-at-a-time order (events' ids are commit order).
-  Row claims with leases and fencing tokens come with several nodes; the ``claims`` and
-  ``nodes`` tables are already in the schema.
+  Several nodes share the database: each claims a recording before driving it, with a
+  lease and a fencing token every write for it checks (`ingestd.store.claims`).
 - **Schema**: versioned in ``ingestd_schema``, created and migrated at start under a
   transaction-scoped advisory lock, so nodes starting together migrate once.
 - **The server going away is waited for, not fatal** (daemon only, ``wait=True``): a lost
@@ -44,6 +44,7 @@ from psycopg.pq import TransactionStatus
 
 from ingestd import systemd
 from ingestd.errors import ConfigError, StoreError
+from ingestd.store.claims import PostgresClaims
 from ingestd.store.nodes import PostgresNodes
 from ingestd.store.sqlite import SqliteStore, _Result
 
@@ -109,7 +110,7 @@ class ConnectionLost(Exception):
     """The server went away mid-call (internal: the store call waits and runs again)."""
 
 
-class PostgresStore(PostgresNodes, SqliteStore):
+class PostgresStore(PostgresClaims, PostgresNodes, SqliteStore):
     """The `ingestd.store.Store` protocol on a PostgreSQL database, shared by nodes."""
 
     def __init__(

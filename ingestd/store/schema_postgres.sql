@@ -105,8 +105,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     heartbeat_at DOUBLE PRECISION NOT NULL,
     draining     BOOLEAN NOT NULL DEFAULT FALSE
 );
--- Who runs a recording's stage now, until when, and the fencing token every state write of
--- that node will carry (not used yet: one node per database until leases land).
+-- Who drives a recording's stages, until when (the lease; 0: let go), and the fencing token
+-- every write of that node for it checks (ingestd/store/claims.py).
 CREATE TABLE IF NOT EXISTS claims (
     recording_id BIGINT PRIMARY KEY,
     node         TEXT COLLATE "C" NOT NULL,

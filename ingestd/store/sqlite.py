@@ -23,9 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.errors import StoreError
-from ingestd.lifecycle import PIPELINE, State, TransitionError, check_transition
+from ingestd.lifecycle import IN_FLIGHT, PIPELINE, State, TransitionError, check_transition
 from ingestd.logging import redact
-from ingestd.store.base import NodeInfo, RecordingRow, StoreSnapshot
+from ingestd.store.base import (
+    AlreadyRecorded,
+    Claim,
+    JobSlotTaken,
+    NodeInfo,
+    RecordingRow,
+    StoreSnapshot,
+)
 from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
 
@@ -151,6 +158,15 @@ class SqliteStore(OperatorTables):
         """
         now = time.time()
         with self._tx():
+            latest = self._conn.execute(
+                "SELECT * FROM recordings WHERE watch = ? AND relpath = ? ORDER BY id DESC LIMIT 1",
+                (watch, relpath),
+            ).fetchone()
+            if latest is not None and (latest["sha256"], latest["size_bytes"]) == (
+                sha256,
+                size_bytes,
+            ):
+                raise AlreadyRecorded(_row(latest))
             cursor = self._conn.execute(
                 "INSERT INTO recordings (watch, watch_root, relpath, size_bytes, mtime, sha256,"
                 " state, duplicate_of, sort_key, conversation_key, created_at, updated_at)"
@@ -218,6 +234,7 @@ class SqliteStore(OperatorTables):
         unmap: tuple[str, str] | None = None,
         deliveries: Iterable[str] = (),
         expected: State | None = None,
+        job_limit: int | None = None,
         **columns: Any,
     ) -> RecordingRow:
         """Move a recording to `new`, checked against the lifecycle table, in one commit.
@@ -227,6 +244,8 @@ class SqliteStore(OperatorTables):
 
         Args:
             expected: the state the caller saw; None to skip that check.
+            job_limit: ``queued -> submitting`` only within the account's job limit and in
+                conversation order (`JobSlotTaken`), checked in this transaction.
             facts: recorded in the event history (and logged by the caller).
             mapping: (key, conversation_id, name) to persist in the same commit.
             unmap: (key, conversation_id) to forget in the same commit, if still so mapped.
@@ -239,6 +258,7 @@ class SqliteStore(OperatorTables):
         now = time.time()
         facts_json = redact(json.dumps(facts or {}, default=str))
         with self._tx():
+            self._fenced(recording_id)
             old = State(
                 self._conn.execute(
                     "SELECT state FROM recordings WHERE id = ?", (recording_id,)
@@ -249,6 +269,8 @@ class SqliteStore(OperatorTables):
                     f"recording {recording_id} is {old}, not {expected}: changed meanwhile"
                 )
             check_transition(old, new)
+            if job_limit is not None and new is State.SUBMITTING:
+                self._check_turn(recording_id, job_limit)
             columns.setdefault("attempts", 0)
             columns.setdefault("next_attempt_at", 0)
             if new is not State.FAILED:
@@ -290,11 +312,39 @@ class SqliteStore(OperatorTables):
             raise ValueError(f"not writable: {sorted(unknown)}")
         assignments = ", ".join(f"{c} = ?" for c in columns)
         with self._tx():
+            self._fenced(recording_id)
             self._conn.execute(
                 f"UPDATE recordings SET updated_at = ?, {assignments} WHERE id = ?",
                 [time.time(), *(_encode(c, v) for c, v in columns.items()), recording_id],
             )
         return self.get(recording_id)
+
+    def _unclaimed(self) -> tuple[str, list[Any]]:
+        """SQL (and its arguments) that leaves out of `runnable` what another node drives:
+        nothing on SQLite."""
+        return "", []
+
+    def _fenced(self, recording_id: int) -> None:
+        """Inside a write transaction: refuse the write if this store's claim on the
+        recording was taken over. One daemon per SQLite file: nothing to check."""
+
+    def _check_turn(self, recording_id: int, job_limit: int) -> None:
+        """Inside the ``queued -> submitting`` transaction: within the job limit, in order."""
+        in_flight = self.count_states(IN_FLIGHT)
+        if in_flight >= job_limit:
+            raise JobSlotTaken(f"{in_flight} jobs in flight, the limit is {job_limit}")
+        if self.earlier_part_pending(self.get(recording_id)):
+            raise JobSlotTaken("an earlier part of its conversation is still to be submitted")
+
+    def claim(self, recording_id: int, node: str, lease_seconds: float) -> Claim | None:
+        """One daemon per file (its lock): every claim is granted, nothing to fence."""
+        return Claim(recording_id=recording_id, node=node, epoch=0)
+
+    def release(self, recording_id: int) -> None:
+        """Nothing was claimed in the database."""
+
+    def renew_claims(self, node: str, lease_seconds: float) -> list[int]:
+        return []
 
     def runnable(
         self, now: float, limit: int = 500, states: Iterable[State] = PIPELINE
@@ -310,12 +360,13 @@ class SqliteStore(OperatorTables):
         if not wanted:
             return []
         marks = ",".join("?" * len(wanted))
+        unclaimed, unclaimed_args = self._unclaimed()
         return [
             (i, State(state))
             for i, state in self._conn.execute(
                 f"SELECT id, state FROM recordings WHERE state IN ({marks})"
-                " AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                [*wanted, now, limit],
+                f" AND next_attempt_at <= ?{unclaimed} ORDER BY id LIMIT ?",
+                [*wanted, now, *unclaimed_args, limit],
             )
         ]
 
@@ -474,6 +525,7 @@ class SqliteStore(OperatorTables):
     def mark_delivery(self, recording_id: int, sink: str, **columns: Any) -> None:
         assignments = ", ".join(f"{c} = ?" for c in columns)
         with self._tx():
+            self._fenced(recording_id)
             self._conn.execute(
                 f"UPDATE deliveries SET updated_at = ?, {assignments}"
                 " WHERE recording_id = ? AND sink = ?",

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from ingestd.testing import IngestdEnv, drop, run_cli, wait_for
 from tests.ops.test_notify import notify_socket  # noqa: F401 - a fixture
 from tests.privatepg import PASSWORD, private_postgres  # noqa: F401 - a fixture
@@ -19,6 +21,8 @@ from tests.privatepg import PASSWORD, private_postgres  # noqa: F401 - a fixture
 from .support import created, created_by_sha, log_tail, sha256, wait_terminal
 
 MEETING = ("meeting/part1.wav", "meeting/part2.wav")
+SHARED_LIMIT = {"job_seconds": 0.5, "schedule_seconds": 0.05, "concurrency_limit": 2}
+SLOW_JOBS = {"job_seconds": 6, "schedule_seconds": 0.05, "concurrency_limit": 5}
 
 
 def on_postgres(env: IngestdEnv, url: str, **config) -> None:
@@ -255,23 +259,81 @@ def test_sigterm_while_waiting_for_the_database_stops_the_daemon(
     assert final.stop() == 0
 
 
-def test_a_second_node_is_refused_until_claims_land(
-    ingestd_env, tmp_path, postgres_database
+FAST_LEASES = {"heartbeat_seconds": 0.5, "lease_seconds": 2}
+
+
+def second_node(env: IngestdEnv, tmp_path: Path, url: str, name: str) -> IngestdEnv:
+    """Another node of `env`'s database: its own work dir and log, the same watch folder."""
+    other = IngestdEnv(tmp_path / name, env.sandbox_url)
+    other.state_db = url  # type: ignore[assignment]
+    other.write_config(
+        state={"url": url, "work_dir": str(other.root / "work")},
+        watch={"path": str(env.inbox), "conversation": {"by": "folder"}},
+        sinks=[{"type": "files", "path": str(env.results)}],
+        node={"name": name, **FAST_LEASES},
+        symbl={"max_concurrent_jobs": 2},
+    )
+    return other
+
+
+def refused_submissions(sandbox) -> int:
+    """Uploads the sandbox answered 429 (the account's job limit was reached)."""
+    return sum(
+        1 for s in sandbox.submissions() if s["outcome"] == "rejected" and s["status_code"] == 429
+    )
+
+
+@pytest.mark.parametrize("sandbox_options", [SHARED_LIMIT], indirect=False)
+def test_two_nodes_on_one_folder_share_the_work_and_the_job_limit(
+    ingestd_env, sandbox, tmp_path, postgres_database, make_media
 ) -> None:
-    """Another node.name on the same database would drive the same recordings (no claims
-    yet): it stops at start, naming the running node; the running one is untouched."""
+    """Two nodes on one database watch one folder: every file is recorded once and
+    submitted once (the meeting's parts in order, as one conversation), and the two never
+    have more jobs at the API together than the account's limit (2): no 429 at all."""
     env = ingestd_env
-    on_postgres(env, postgres_database, node={"name": "recorder-1"})
+    on_postgres(
+        env, postgres_database, node={"name": "a", **FAST_LEASES}, symbl={"max_concurrent_jobs": 2}
+    )
+    other = second_node(env, tmp_path, postgres_database, "b")
+    nodes = [env.daemon().start(), other.daemon().start()]
+    for node in nodes:
+        node.wait_ready()
+    hashes = arrive(env, make_media, singles=8)
+    wait_terminal(env, hashes, timeout=120)
+    assert set(env.states().values()) == {"done"}, env.states()
+    assert_once_each(sandbox, env, hashes)
+    assert sandbox.stats()["max_concurrent_jobs_seen"] <= 2
+    assert refused_submissions(sandbox) == 0
+    status = run_cli(env, "status")
+    assert "a" in status.stdout and "b" in status.stdout
+    for node in nodes:
+        assert node.stop() == 0
+
+
+@pytest.mark.parametrize("sandbox_options", [SLOW_JOBS], indirect=False)
+def test_a_killed_nodes_job_is_adopted_by_another_node(
+    ingestd_env, sandbox, tmp_path, postgres_database, make_media
+) -> None:
+    """SIGKILL the node waiting for a job: once its lease runs out the other node adopts
+    the recording (``work_adopted``), polls the same job and delivers; nothing is sent
+    twice."""
+    env = ingestd_env
+    on_postgres(env, postgres_database, node={"name": "a", **FAST_LEASES})
     first = env.daemon().start()
     first.wait_ready()
-    other = IngestdEnv(tmp_path / "other", env.sandbox_url)
-    other.write_config(
-        state={"url": postgres_database, "work_dir": str(other.root / "work")},
-        node={"name": "recorder-2"},
-    )
-    refused = run_cli(other, "run")
-    assert refused.returncode == 69, refused.stderr
-    assert "node 'recorder-1'" in refused.stderr and "one daemon per database" in refused.stderr
-    status = run_cli(env, "status")
-    assert "recorder-2" not in status.stdout and "recorder-1" in status.stdout
-    assert first.stop() == 0
+    hashes = arrive(env, make_media, singles=1, meeting=False)
+    wait_for(lambda: set(env.states().values()) == {"submitted"}, 60, "the job submitted")
+    first.kill()
+    killed_at = time.monotonic()
+    other = second_node(env, tmp_path, postgres_database, "b")
+    second = other.daemon().start()
+    second.wait_ready()
+    wait_for(lambda: second.has_event("work_adopted", from_node="a"), 30, "adopted by b")
+    adopted_after = time.monotonic() - killed_at
+    wait_terminal(env, hashes, timeout=60)
+    assert set(env.states().values()) == {"done"}, log_tail(env)
+    assert_once_each(sandbox, env, hashes)
+    assert adopted_after < FAST_LEASES["lease_seconds"] + 10
+    adopted = [e for e in second.events() if e.get("event") == "work_adopted"]
+    assert [e["state"] for e in adopted] == ["submitted"]
+    assert second.stop() == 0

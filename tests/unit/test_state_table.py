@@ -21,8 +21,8 @@ ROOT = Path(__file__).parents[2]
 ALLOWED: dict[str, set[str]] = {
     "discovered": {"probed", "duplicate", "rejected", "failed", "dismissed"},
     "probed": {"transcoded", "rejected", "failed", "dismissed"},
-    "transcoded": {"queued", "rejected", "failed", "dismissed"},
-    "queued": {"submitting", "rejected", "failed", "dismissed"},
+    "transcoded": {"queued", "probed", "rejected", "failed", "dismissed"},
+    "queued": {"submitting", "probed", "rejected", "failed", "dismissed"},
     "submitting": {"submitted", "queued", "failed"},
     "submitted": {"fetching", "queued", "failed"},
     "fetching": {"delivering", "failed"},

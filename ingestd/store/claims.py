@@ -1,0 +1,151 @@
+"""Claims, leases and fencing tokens on the PostgreSQL store: several nodes, one recording
+driven by one node at a time (issue 12; DESIGN.md "Several nodes").
+
+A node claims a recording before it runs the recording's stages (`claim`) and lets go when
+they wait or end (`release`). The ``claims`` row says who drives it, until when (the lease,
+renewed by the node's `renew_claims` every heartbeat) and with which epoch. A claim whose
+lease ran out (its node died, was paused or lost the database) is taken over by the next
+node that claims it, with the epoch bumped: the fencing token. Every write this store makes
+for a recording it claimed checks its epoch in the same transaction (`_fenced`), so the node
+that lost the lease cannot overwrite what the new holder did: its write raises `LeaseLost`
+and changes nothing.
+
+Times are the database server's clock (``clock_timestamp()``), never a node's: nodes whose
+clocks disagree still agree on when a lease ran out. A released claim keeps its row (with
+``expires_at = 0``) so the next node knows who drove the recording last; rows of finished
+recordings are removed as nodes renew their leases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingestd.errors import LeaseLost
+from ingestd.lifecycle import PIPELINE
+from ingestd.store.base import Claim, NodeInfo
+
+_NOW = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8"
+RELEASED = 0.0
+"""``expires_at`` of a claim its node let go of: free, and not a failover when taken."""
+
+
+class PostgresClaims:
+    """Mixed into `PostgresStore`: ``self._conn`` and ``self._tx()`` are the store's."""
+
+    _conn: Any
+    _tx: Any
+
+    def join_node(self, node: NodeInfo, stale_after: float) -> None:
+        self.__dict__["_node_name"] = node.name
+        super().join_node(node, stale_after)  # type: ignore[misc]
+
+    def _unclaimed(self) -> tuple[str, list[Any]]:
+        """`runnable` leaves out what another node drives now (a live lease): no claim to
+        try. This node's own claims stay in: those of an earlier run of it are taken over."""
+        return (
+            " AND NOT EXISTS (SELECT 1 FROM claims WHERE claims.recording_id = recordings.id"
+            " AND claims.expires_at > EXTRACT(EPOCH FROM clock_timestamp())"
+            " AND claims.node <> ?)",
+            [self.__dict__.get("_node_name", "")],
+        )
+
+    @property
+    def _fences(self) -> dict[int, tuple[str, int]]:
+        """recording id -> (node, epoch) of each claim this store object holds."""
+        fences = self.__dict__.get("_claim_fences")
+        if fences is None:
+            fences = self.__dict__["_claim_fences"] = {}
+        return fences
+
+    def _now(self) -> float:
+        return float(self._conn.execute(_NOW).fetchone()[0])
+
+    def claim(self, recording_id: int, node: str, lease_seconds: float) -> Claim | None:
+        with self._tx():
+            now = self._now()
+            row = self._conn.execute(
+                "SELECT node, epoch, expires_at FROM claims WHERE recording_id = ?",
+                (recording_id,),
+            ).fetchone()
+            held = self._fences.get(recording_id)
+            adopted_from = previous = None
+            if row is None:
+                epoch = 1
+                self._conn.execute(
+                    "INSERT INTO claims (recording_id, node, epoch, expires_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (recording_id, node, epoch, now + lease_seconds),
+                )
+            else:
+                previous = row["node"]
+                mine = held == (row["node"], row["epoch"])
+                # A live lease of another node stands; this node's own name with another
+                # epoch is an earlier run of it (a new run is admitted only once that one is
+                # dead or silent for a lease: `join_node`), so its work is taken over now.
+                if not mine and row["node"] != node and row["expires_at"] > now:
+                    return None
+                epoch = row["epoch"] if mine else row["epoch"] + 1
+                if not mine and row["expires_at"] != RELEASED:
+                    adopted_from = row["node"]
+                self._conn.execute(
+                    "UPDATE claims SET node = ?, epoch = ?, expires_at = ? WHERE recording_id = ?",
+                    (node, epoch, now + lease_seconds, recording_id),
+                )
+        self._fences[recording_id] = (node, epoch)
+        return Claim(
+            recording_id=recording_id,
+            node=node,
+            epoch=epoch,
+            adopted_from=adopted_from,
+            previous_node=previous,
+        )
+
+    def release(self, recording_id: int) -> None:
+        """Let go; a claim taken over meanwhile is the new holder's and stays as it is."""
+        fence = self._fences.pop(recording_id, None)
+        if fence is None:
+            return
+        with self._tx():
+            self._conn.execute(
+                "UPDATE claims SET expires_at = ?"
+                " WHERE recording_id = ? AND node = ? AND epoch = ?",
+                (RELEASED, recording_id, *fence),
+            )
+
+    def renew_claims(self, node: str, lease_seconds: float) -> list[int]:
+        lost = []
+        with self._tx():
+            now = self._now()
+            for recording_id, (holder, epoch) in list(self._fences.items()):
+                cursor = self._conn.execute(
+                    "UPDATE claims SET expires_at = ?"
+                    " WHERE recording_id = ? AND node = ? AND epoch = ?",
+                    (now + lease_seconds, recording_id, holder, epoch),
+                )
+                if cursor.rowcount == 0:  # kept: its writes stay refused until released
+                    lost.append(recording_id)
+            marks = ",".join("?" * len(PIPELINE))
+            self._conn.execute(  # finished recordings need no record of who drove them
+                "DELETE FROM claims USING recordings WHERE recordings.id = claims.recording_id"
+                f" AND claims.expires_at = ? AND recordings.state NOT IN ({marks})",
+                (RELEASED, *(str(s) for s in PIPELINE)),
+            )
+        return lost
+
+    def _fenced(self, recording_id: int) -> None:
+        """Inside a write transaction: `LeaseLost` unless this store's claim on the
+        recording (if it holds one) is still the current one."""
+        fence = self._fences.get(recording_id)
+        if fence is None:
+            return
+        row = self._conn.execute(
+            "SELECT node, epoch FROM claims WHERE recording_id = ?", (recording_id,)
+        ).fetchone()
+        if row is None or (row["node"], row["epoch"]) != fence:
+            holder = f"node {row['node']!r}" if row is not None else "nobody"
+            raise LeaseLost(
+                recording_id,
+                f"recording {recording_id}: this node's lease ran out and {holder} took it "
+                f"over (epoch {row['epoch'] if row is not None else '?'}, ours {fence[1]}); "
+                f"the write was refused and the work dropped",
+            )
