@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from ingestd.lifecycle import State
 from ingestd.metrics import Health, MetricsServer
-from ingestd.nodes import STALE_AFTER_SECONDS, Membership, holders, node_rows
+from ingestd.nodes import LEASE_SECONDS, Membership, holders, node_rows
 from ingestd.store import Store, open_store
 from ingestd.store.base import NodeInfo
 from ingestd.testing import IngestdEnv, run_cli, wait_for
@@ -132,13 +132,13 @@ class TestStore:
         base = {"host": "h", "started_at": 0.0, "draining": False}
         nodes = [
             {**base, "name": "a", "pid": 1, "heartbeat_at": now - 2},
-            {**base, "name": "b", "pid": 2, "heartbeat_at": now - STALE_AFTER_SECONDS - 1},
+            {**base, "name": "b", "pid": 2, "heartbeat_at": now - LEASE_SECONDS - 1},
             {**base, "name": "c", "pid": None, "heartbeat_at": now - 600, "draining": True},
         ]
         rows = node_rows(nodes, {}, now)
         assert [(r["name"], r["state"], r["heartbeat_age_seconds"]) for r in rows] == [
             ("a", "live", 2.0),
-            ("b", "stale", STALE_AFTER_SECONDS + 1),
+            ("b", "stale", LEASE_SECONDS + 1),
             ("c", "stopped", 600.0),
         ]
 
