@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -42,6 +44,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 POOL_TIMEOUT_SECONDS = 30
 LOCK_TIMEOUT_SECONDS = 30
 """Waits for a row lock held by another writer (and SQLite's busy timeout)."""
+
+WAL_RETRY_SECONDS = 0.01
+"""Between attempts to put a new SQLite file in WAL mode (`_use_wal`)."""
 
 POOL_RECYCLE_SECONDS = 1800
 """Below MySQL's usual ``wait_timeout``, after which the server drops idle connections."""
@@ -101,12 +106,31 @@ def _sqlite_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # we say BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+        _use_wal(cursor)  # readers never block the writer
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode (a no-op once it is).
+
+    Connections switching a new file at once may be told "database is locked" at once: SQLite
+    skips the busy timeout where waiting could deadlock (see ``sqlite3_busy_handler``). The
+    switch is tried again, as long as the busy timeout would wait, until one of them has done
+    it; daemons starting together on a new file then all start.
+    """
+    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(WAL_RETRY_SECONDS)
 
 
 def _mysql_session(engine: Engine) -> None:
