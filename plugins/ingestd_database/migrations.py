@@ -5,13 +5,21 @@ the schema's version is the highest one logged, 0 when none is. On first use a s
 `migrate`, which takes a lock that another daemon starting at the same moment waits on:
 
     PostgreSQL   ``pg_advisory_xact_lock`` inside the transaction (released at its end)
-    MySQL        ``GET_LOCK`` for the session, released when done
+    MySQL        ``GET_LOCK`` for the session, before the transaction begins; released
+                 after it has committed
     SQLite       the transaction itself: ``BEGIN IMMEDIATE`` holds the file's write lock
 
 then runs the steps above the current version in order, logging each one. PostgreSQL and
 SQLite run all of it in one transaction, so a crash leaves the old version. MySQL commits
 each DDL statement implicitly, so a crash may leave a step half done with its version not
 logged: every step must therefore be safe to run again (``checkfirst``, ``IF NOT EXISTS``).
+
+On every dialect the lock is held until the transaction has committed, so a daemon that
+waited on it reads the version only once the steps and their log rows are visible to it,
+and runs none of them again (MySQL's lock, once released before the COMMIT, let a waiting
+daemon read the old version and migrate a second time). MySQL's lock and the migration
+share a connection, so a lost connection loses both; a lock that cannot be released closes
+its connection, and the server drops a closed session's locks.
 
 To change the schema, append a step; never edit one that has shipped. Step 1 creates the
 tables as `ingestd_database.schema` defines them today, so the change that adds step 2
@@ -26,11 +34,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from ingestd import Permanent, Retryable
 from ingestd_database.schema import UTCDateTime, build_tables
+
+log = structlog.get_logger("ingestd_database")
 
 LOCK_TIMEOUT_SECONDS = 60
 """How long MySQL waits for another daemon's migration before we give up and retry."""
@@ -105,7 +116,7 @@ def migrate(
     known = versions[-1] if versions else 0
     target = known if target is None else target
     table = version_table(prefix)
-    with engine.begin() as connection, schema_lock(connection, prefix):
+    with engine.connect() as connection, schema_lock(connection, prefix):
         table.create(connection, checkfirst=True)
         current = current_version(connection, prefix)
         if current > known:
@@ -130,31 +141,66 @@ def migrate(
 
 @contextmanager
 def schema_lock(connection: Connection, prefix: str) -> Iterator[None]:
-    """Hold the dialect's migration lock for `prefix` while the block runs (see above)."""
+    """Hold the dialect's migration lock for `prefix` and a transaction on `connection` while
+    the block runs; the transaction commits (or rolls back) before the lock is released."""
     name = connection.dialect.name
-    if name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(prefix)})
-        yield
-    elif name in ("mysql", "mariadb"):
-        # Lock names are server-wide: include the database so unrelated ones don't wait.
-        database = connection.execute(text("SELECT DATABASE()")).scalar()
-        digest = hashlib.sha256(f"{database}\0{prefix}".encode()).hexdigest()[:40]
-        lock = f"ingestd_schema_{digest}"
+    if name in ("mysql", "mariadb"):
+        with _session_lock(connection, prefix), connection.begin():
+            yield
+    else:
+        with connection.begin():  # SQLite: BEGIN IMMEDIATE (see ingestd_database.connection)
+            if name == "postgresql":
+                key = {"key": _lock_key(prefix)}
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), key)
+            yield
+
+
+@contextmanager
+def _session_lock(connection: Connection, prefix: str) -> Iterator[None]:
+    """MySQL's ``GET_LOCK`` for `prefix`, taken outside any transaction the block begins."""
+    # Lock names are server-wide: include the database so unrelated ones don't wait.
+    database = connection.execute(text("SELECT DATABASE()")).scalar()
+    digest = hashlib.sha256(f"{database}\0{prefix}".encode()).hexdigest()[:40]
+    lock = f"ingestd_schema_{digest}"
+    try:
         got = connection.execute(
             text("SELECT GET_LOCK(:lock, :timeout)"),
             {"lock": lock, "timeout": LOCK_TIMEOUT_SECONDS},
         ).scalar()
-        if got != 1:
-            raise Retryable(
-                f"another ingestd has been migrating the database tables for over "
-                f"{LOCK_TIMEOUT_SECONDS} s; will retry"
-            )
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:lock)"), {"lock": lock})
-    else:
-        yield  # SQLite: BEGIN IMMEDIATE (see ingestd_database.connection) is the lock
+        # End the transaction GET_LOCK began: the block's own starts with the lock held, so
+        # its first read sees what the previous holder committed.
+        connection.commit()
+    except BaseException:
+        # An interrupted GET_LOCK may yet be granted: no pooled connection may keep it.
+        connection.invalidate()
+        raise
+    if got != 1:
+        raise Retryable(
+            f"another ingestd has been migrating the database tables for over "
+            f"{LOCK_TIMEOUT_SECONDS} s; will retry"
+        )
+    try:
+        yield
+    finally:
+        _release(connection, lock)
+
+
+def _release(connection: Connection, lock: str) -> None:
+    """Release `lock`, or close the connection (the server then drops the session's locks).
+
+    Failing to release does not fail the migration, which has committed or rolled back by
+    now; an exception from the block is never masked by one from here.
+    """
+    if connection.invalidated:
+        return  # the connection was lost, and the session's locks with it
+    released = None
+    try:
+        released = connection.execute(text("SELECT RELEASE_LOCK(:lock)"), {"lock": lock}).scalar()
+    except Exception as exc:
+        log.warning("database_schema_unlock_failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if released != 1:
+            connection.invalidate()
 
 
 def _lock_key(prefix: str) -> int:

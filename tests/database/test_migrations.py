@@ -1,17 +1,19 @@
-"""Schema versions on every dialect: fresh, half-made, older and newer databases, races."""
+"""Schema versions on every dialect: fresh, half-made, older and newer databases, races, a
+failed step and a lost connection."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, Table, inspect, select, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import Column, MetaData, Table, event, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from ingestd.errors import Permanent
+from ingestd.testing import wait_for
 from ingestd_database.connection import make_engine
 from ingestd_database.migrations import (
     LATEST,
@@ -120,17 +122,43 @@ class TestMigrate:
 
     def test_daemons_starting_together_migrate_once(self, db: Database) -> None:
         """Four engines (four daemons) migrating at once: the lock runs each step once and
-        every one of them ends at the latest version without an error."""
+        every one of them ends at the latest version without an error.
+
+        The first to migrate commits only once the other three wait on the lock, as the
+        server shows them (or have run the step too, or finished): a lock released before
+        the COMMIT (MySQL's was) then hands them the old version every time, not once in a
+        while. SQLite shows no waiters; its lock is the transaction itself."""
         sink = db.sink()
         engines = [make_engine(sink.options) for _ in range(4)]
         calls: list[int] = []
+        stepped: set[int] = set()  # the threads that ran a step
+        finished: set[int] = set()
 
-        def slow_v1(connection: Connection, prefix: str) -> None:
+        def counted_v1(connection: Connection, prefix: str) -> None:
             calls.append(1)
-            time.sleep(0.2)  # wide open window for a second migrator, were there no lock
+            stepped.add(threading.get_ident())
             MIGRATIONS[0].apply(connection, prefix)
 
-        steps = (Migration(1, MIGRATIONS[0].description, slow_v1),)
+        def others_queued(observer: Connection) -> bool:
+            waiting = lock_waiters(observer)
+            observer.rollback()  # a fresh look each time
+            return waiting + len(stepped) - 1 + len(finished) >= len(engines) - 1
+
+        held: list[int] = []
+
+        def hold_the_commit(_connection: Connection) -> None:
+            """Before the COMMIT of the migration (not the one after GET_LOCK), once."""
+            if threading.get_ident() not in stepped or held or db.dialect == "sqlite":
+                return
+            held.append(threading.get_ident())
+            with sink.engine.connect() as observer:
+                wait_for(
+                    lambda: others_queued(observer), 30, "three daemons waiting on the lock", 0.01
+                )
+
+        for engine in engines:
+            event.listen(engine, "commit", hold_the_commit)
+        steps = (Migration(1, MIGRATIONS[0].description, counted_v1),)
         results: list[Any] = []
         barrier = threading.Barrier(len(engines))
 
@@ -140,6 +168,7 @@ class TestMigrate:
                 results.append(migrate(engine, db.prefix, steps))
             except Exception as exc:  # collected: an assertion below shows it
                 results.append(exc)
+            finished.add(threading.get_ident())
 
         threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
         for thread in threads:
@@ -151,6 +180,80 @@ class TestMigrate:
         assert results == [1, 1, 1, 1]
         assert calls == [1]
         assert logged_versions(db) == [1]
+        assert len(held) == (0 if db.dialect == "sqlite" else 1)
+
+    def test_a_failed_step_leaves_the_lock_to_the_next_daemon(self, db: Database) -> None:
+        """A step that raises: its error comes out unchanged, and another daemon then takes
+        the lock at once and migrates (a lock left held would make it wait, then give up)."""
+        sink = db.sink()
+
+        def broken_v1(connection: Connection, prefix: str) -> None:
+            MIGRATIONS[0].apply(connection, prefix)
+            raise RuntimeError("step 1 broke")
+
+        with pytest.raises(RuntimeError, match="step 1 broke"):
+            migrate(sink.engine, db.prefix, (Migration(1, "broken", broken_v1),))
+        other = make_engine(sink.options)
+        try:
+            assert migrate(other, db.prefix) == 1
+        finally:
+            other.dispose()
+        assert logged_versions(db) == [1]
+
+    def test_a_connection_lost_while_migrating_leaves_no_lock(self, server_db: Database) -> None:
+        """The server drops the migrating connection in the middle of a step: that migration
+        fails with the lost connection (no later error hides it), and the next one takes the
+        lock and runs the step again."""
+        db = server_db
+        sink = db.sink()
+        killer = make_engine(sink.options)
+        calls: list[int] = []
+
+        def dropped_v1(connection: Connection, prefix: str) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                drop_connection(connection, killer)
+                connection.execute(text("SELECT 1"))  # raises: the server has closed it
+            MIGRATIONS[0].apply(connection, prefix)
+
+        steps = (Migration(1, MIGRATIONS[0].description, dropped_v1),)
+        try:
+            with pytest.raises(OperationalError) as lost:
+                migrate(sink.engine, db.prefix, steps)
+            assert lost.value.connection_invalidated
+            assert migrate(sink.engine, db.prefix, steps) == 1
+        finally:
+            killer.dispose()
+        assert calls == [1, 1]
+        assert logged_versions(db) == [1]
+
+
+def lock_waiters(connection: Connection) -> int:
+    """How many sessions on this database wait for a schema lock, as the server says."""
+    if connection.dialect.name == "postgresql":
+        query = (
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    else:  # MariaDB: the state of a session in GET_LOCK
+        query = (
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+            "WHERE DB = DATABASE() AND STATE = 'User lock'"
+        )
+    return int(connection.execute(text(query)).scalar() or 0)
+
+
+def drop_connection(connection: Connection, killer: Engine) -> None:
+    """Have the server end `connection`'s session, from another one: it fails from now on."""
+    with killer.connect() as other:
+        if connection.dialect.name == "postgresql":
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+            # With a timeout, pg_terminate_backend waits until the backend has exited.
+            stopped = other.execute(text("SELECT pg_terminate_backend(:pid, 30000)"), {"pid": pid})
+            assert stopped.scalar() is True
+        else:
+            session = int(connection.execute(text("SELECT CONNECTION_ID()")).scalar() or 0)
+            other.execute(text(f"KILL CONNECTION {session}"))
 
 
 class TestTablePrefix:
