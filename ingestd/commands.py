@@ -167,11 +167,12 @@ def _print_nodes(store: Any, nodes: list[dict[str, Any]]) -> None:
 
 
 def _holder(claim: dict[str, Any] | None) -> str:
-    """Who drives an in-flight recording, for its status line ("" on SQLite: this daemon)."""
-    if claim is None:
+    """Who drives an in-flight recording, for its status line: nothing on SQLite (this
+    daemon) or when its last node let go of it (it waits for its turn)."""
+    if claim is None or claim["state"] == "released":
         return ""
-    if claim["expired"]:
-        return f" [claim of {claim['node']} expired: another node takes it over]"
+    if claim["state"] == "expired":
+        return f" [the lease of node {claim['node']} ran out: the next node takes it over]"
     return f" [node {claim['node']}]"
 
 
@@ -186,8 +187,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     explainer = waiting.Explainer(store, config.backend_options)
     now = time.time()
     claims = store.claims()
-    nodes = node_rows(store.nodes(), claims, now)
-    held = holders(claims, now)
+    nodes = node_rows(store.nodes(), claims, now, config.node_lease_seconds)
+    held = holders(claims)
     if args.json:
         data = {
             "missing_watch_folders": [

@@ -39,7 +39,7 @@ def _target(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any] | None]:
         )
     store = _open_store(config)
     now = time.time()
-    rows = node_rows(store.nodes(), store.claims(), now)
+    rows = node_rows(store.nodes(), store.claims(), now, config.node_lease_seconds)
     return store, name, next((r for r in rows if r["name"] == name), None)
 
 

@@ -26,6 +26,7 @@ import structlog
 from ingestd.errors import StoreError
 from ingestd.store import Store
 from ingestd.store.base import NodeInfo
+from ingestd.store.claims import RELEASED
 
 log = structlog.get_logger()
 
@@ -117,6 +118,15 @@ class Membership:
             log.warning("node_leave_failed", node=self.node.name, error=str(exc))
 
 
+def claim_state(claim: Mapping[str, Any]) -> str:
+    """``held`` (its node drives the recording now), ``released`` (its node let go: the
+    recording waits, e.g. for a job slot or a retry) or ``expired`` (its node's lease ran out:
+    the next node to claim the recording takes it over)."""
+    if claim["expires_at"] == RELEASED:
+        return "released"
+    return "held" if claim["expires_in_seconds"] > 0 else "expired"
+
+
 def node_rows(
     nodes: Sequence[Mapping[str, Any]],
     claims: Mapping[int, Mapping[str, Any]],
@@ -124,12 +134,12 @@ def node_rows(
     stale_after: float = LEASE_SECONDS,
 ) -> list[dict[str, Any]]:
     """Each known node with its heartbeat age, whether it is ``live``, ``stale`` (silent
-    longer than `stale_after`: dead or cut off; its claims expire and other nodes take them
-    over) or ``stopped`` (stopped cleanly while drained), and how many unexpired claims it
-    holds."""
+    longer than `stale_after`, ``node.lease_seconds``: dead or cut off; other nodes take its
+    claims over) or ``stopped`` (stopped cleanly while drained), and how many recordings it
+    holds a claim on now."""
     held: dict[str, int] = {}
     for claim in claims.values():
-        if claim["expires_at"] > now:
+        if claim_state(claim) == "held":
             held[claim["node"]] = held.get(claim["node"], 0) + 1
     rows = []
     for node in nodes:
@@ -153,15 +163,7 @@ def node_rows(
     return rows
 
 
-def holders(claims: Mapping[int, Mapping[str, Any]], now: float) -> dict[int, dict[str, Any]]:
-    """recording id -> {node, epoch, expires_at, expired}: who drives each claimed recording
-    (an expired claim's node lost it; another node takes it over)."""
-    return {
-        rid: {
-            "node": c["node"],
-            "epoch": c["epoch"],
-            "expires_at": c["expires_at"],
-            "expired": c["expires_at"] <= now,
-        }
-        for rid, c in sorted(claims.items())
-    }
+def holders(claims: Mapping[int, Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """recording id -> {node, epoch, expires_at, expires_in_seconds, state}: who drives each
+    claimed recording (`claim_state`)."""
+    return {rid: {**c, "state": claim_state(c)} for rid, c in sorted(claims.items())}

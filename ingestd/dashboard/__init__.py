@@ -72,6 +72,7 @@ def start_dashboard(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> Dashboar
             uploads=progress.uploads(),
             transcodes=progress.transcodes(),
             node=config.node_name,
+            lease_seconds=config.node_lease_seconds,
         )
 
     def wake() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import redact, redact_secrets
-from ingestd.nodes import holders, node_rows
+from ingestd.nodes import LEASE_SECONDS, holders, node_rows
 from ingestd.store import RecordingRow, Store
 
 PAGE_SIZE = 50
@@ -88,6 +88,7 @@ class Live:
     retries_last_hour: int = 0
     actions_enabled: bool = False
     node: str = ""  # this daemon's node.name (the nodes panel marks it)
+    lease_seconds: float = LEASE_SECONDS  # node.lease_seconds: a node silent longer is stale
 
 
 def scrub(value: Any) -> Any:
@@ -159,9 +160,9 @@ class Reads:
             "states": states,
             "nodes": [
                 {**n, "this": n["name"] == live.node, "heard": duration(n["heartbeat_age_seconds"])}
-                for n in node_rows(nodes, claims, now)
+                for n in node_rows(nodes, claims, now, live.lease_seconds)
             ],
-            "claims": [{"recording_id": rid, **c} for rid, c in holders(claims, now).items()],
+            "claims": [{"recording_id": rid, **c} for rid, c in holders(claims).items()],
             "in_progress": sum(states[str(s)] for s in PIPELINE),
             "slots": {"in_use": in_flight, "limit": live.job_limit},
             "last_hour": {"api_429": live.api_429_last_hour, "retries": live.retries_last_hour},
@@ -192,15 +193,17 @@ class Reads:
             since = store.entered_state_at([r.id for r in rows])
             in_flight = store.count_states(IN_FLIGHT)
             held = {r.id for r in rows if r.state is State.QUEUED and store.earlier_part_pending(r)}
-            claims = holders(store.claims(), now)
+            claims = holders(store.claims())
         out = []
         for row in rows:
             item = summary(row)
             item["elapsed_seconds"] = round(now - row.created_at, 1)
             item["in_state_seconds"] = round(now - since.get(row.id, row.updated_at), 1)
             item["running"] = row.id in live.running
-            item["claim"] = claims.get(row.id)  # the node driving it (several nodes)
-            item["waits_for"] = _waits_for(row, live, in_flight, row.id in held, now)
+            claim = claims.get(row.id)
+            item["claim"] = claim  # the node driving it (several nodes)
+            running = row.id in live.running or bool(claim and claim["state"] == "held")
+            item["waits_for"] = _waits_for(row, live, in_flight, row.id in held, running, now)
             upload = live.uploads.get(str(row.upload_path or row.path))
             item["upload"] = None
             if row.state is State.SUBMITTING and upload:
@@ -352,7 +355,11 @@ def summary(row: RecordingRow) -> dict[str, Any]:
     }
 
 
-def _waits_for(row: RecordingRow, live: Live, in_flight: int, held: bool, now: float) -> str:
+def _waits_for(
+    row: RecordingRow, live: Live, in_flight: int, held: bool, running: bool, now: float
+) -> str:
+    """What the recording waits for; `running`: a stage runs for it now, on this node or
+    (several nodes) on the node that holds its claim."""
     if row.next_attempt_at > now:
         why = f" after: {redact(row.error)}" if row.error else ""
         return f"a retry in {duration(row.next_attempt_at - now)}{why}"
@@ -362,7 +369,7 @@ def _waits_for(row: RecordingRow, live: Live, in_flight: int, held: bool, now: f
         if in_flight >= live.job_limit:
             return f"a job slot ({in_flight} of {live.job_limit} in use)"
         return "its turn to upload"
-    if row.id not in live.running and row.state in (
+    if not running and row.state in (
         State.DISCOVERED,
         State.PROBED,
         State.TRANSCODED,

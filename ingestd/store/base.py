@@ -432,8 +432,10 @@ class Store(Protocol):
         ...
 
     def claims(self) -> dict[int, dict[str, Any]]:
-        """recording id -> {node, epoch, expires_at} of every claim, expired ones too (an
-        expired claim waits for a node to take it over). SQLite: {} (one node, no claims)."""
+        """recording id -> {node, epoch, expires_at, expires_in_seconds} of every claim: held
+        (expires_in_seconds > 0, on the database server's clock, as leases are), run out (a
+        node takes it over at its next claim) or let go (``expires_at`` 0: `node` drove it
+        last). SQLite: {} (one node, no claims)."""
         ...
 
     def claim(self, recording_id: int, node: str, lease_seconds: float) -> Claim | None:

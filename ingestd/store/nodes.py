@@ -97,14 +97,17 @@ class PostgresNodes:
         return cursor.rowcount > 0
 
     def claims(self) -> dict[int, dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT recording_id, node, epoch, expires_at FROM claims ORDER BY recording_id"
+        rows = self._conn.execute(  # the lease runs on the server's clock (store/claims.py)
+            "SELECT recording_id, node, epoch, expires_at,"
+            " expires_at - EXTRACT(EPOCH FROM clock_timestamp())::float8 AS expires_in"
+            " FROM claims ORDER BY recording_id"
         )
         return {
             int(r["recording_id"]): {
                 "node": r["node"],
                 "epoch": int(r["epoch"]),
                 "expires_at": float(r["expires_at"]),
+                "expires_in_seconds": round(float(r["expires_in"]), 1),
             }
             for r in rows
         }

@@ -25,15 +25,20 @@ from tests.ops.test_nodes import add, claim
 
 @pytest.fixture
 def two_nodes(postgres_database: str, tmp_path) -> Iterator[tuple[DashboardServer, Store, dict]]:
-    """recorder-1 (this node) holds a submitted recording; recorder-2 is drained and silent
-    for a minute (stale), its claim on a queued recording expired."""
+    """recorder-1 (this node) holds a submitted and a probed recording; recorder-2 is
+    drained and silent for a minute (stale), its claim on a discovered recording run out."""
     store = open_store(postgres_database)
     now = time.time()
     store.join_node(NodeInfo("recorder-1", secrets.token_hex(4), "box-a", 101), 30)
     store.join_node(NodeInfo("recorder-2", secrets.token_hex(4), "box-b", 202), 30)
     store.set_draining("recorder-2", True)
-    ids = {"held": add(store, "held.wav", State.SUBMITTED), "lost": add(store, "lost.wav")}
+    ids = {
+        "held": add(store, "held.wav", State.SUBMITTED),
+        "lost": add(store, "lost.wav"),
+        "prep": add(store, "prep.wav", State.PROBED),
+    }
     claim(postgres_database, ids["held"], "recorder-1", 7, now + 30)
+    claim(postgres_database, ids["prep"], "recorder-1", 1, now + 30)
     claim(postgres_database, ids["lost"], "recorder-2", 3, now - 30)
     with psycopg.connect(postgres_database, autocommit=True) as conn:
         conn.execute("UPDATE nodes SET heartbeat_at = heartbeat_at - 60 WHERE name = 'recorder-2'")
@@ -62,18 +67,23 @@ def test_status_and_queue_json_name_the_nodes_and_holders(two_nodes) -> None:
         name: (n["state"], n["draining"], n["claims"], n["this"], n["host"])
         for name, n in nodes.items()
     } == {
-        "recorder-1": ("live", False, 1, True, "box-a"),
+        "recorder-1": ("live", False, 2, True, "box-a"),
         "recorder-2": ("stale", True, 0, False, "box-b"),
     }
     assert 60 <= nodes["recorder-2"]["heartbeat_age_seconds"] < 90
-    assert [(c["recording_id"], c["node"], c["epoch"], c["expired"]) for c in data["claims"]] == [
-        (ids["held"], "recorder-1", 7, False),
-        (ids["lost"], "recorder-2", 3, True),
+    assert [(c["recording_id"], c["node"], c["epoch"], c["state"]) for c in data["claims"]] == [
+        (ids["held"], "recorder-1", 7, "held"),
+        (ids["lost"], "recorder-2", 3, "expired"),
+        (ids["prep"], "recorder-1", 1, "held"),
     ]
     _, _, body = request(f"{server.url}/api/queue")
-    queue = {item["path"]: item["claim"] for item in json.loads(body)["queue"]}
-    assert queue["held.wav"]["node"] == "recorder-1" and not queue["held.wav"]["expired"]
-    assert queue["lost.wav"]["expired"] is True
+    queue = {item["path"]: item for item in json.loads(body)["queue"]}
+    assert queue["held.wav"]["claim"]["node"] == "recorder-1"
+    assert queue["held.wav"]["claim"]["state"] == "held"
+    assert queue["lost.wav"]["claim"]["state"] == "expired"
+    # a node holds it, so its transcode runs (there): not "a free worker"
+    assert queue["prep.wav"]["waits_for"] == "the transcode (ffmpeg)"
+    assert queue["lost.wav"]["waits_for"] == "a free probe/transcode worker"
 
 
 def test_overview_has_a_nodes_panel(two_nodes, page, screenshot) -> None:
@@ -83,7 +93,7 @@ def test_overview_has_a_nodes_panel(two_nodes, page, screenshot) -> None:
     table = page.locator("table.nodes")
     expect(table.locator("tr[data-node=recorder-1]")).to_contain_text("(this node)")
     expect(table.locator("tr[data-node=recorder-1] .node-live")).to_have_text("live")
-    expect(table.locator("tr[data-node=recorder-1] td.num")).to_have_text("1")
+    expect(table.locator("tr[data-node=recorder-1] td.num")).to_have_text("2")
     stale = table.locator("tr[data-node=recorder-2]")
     expect(stale.locator(".node-stale")).to_have_text("stale")
     expect(stale.locator(".node-draining")).to_have_text("draining")
@@ -96,7 +106,7 @@ def test_overview_has_a_nodes_panel(two_nodes, page, screenshot) -> None:
     screenshot(page, "nodes")
     page.goto(server.url + "/queue")
     expect(page.locator("tr", has_text="held.wav")).to_contain_text("on recorder-1")
-    expect(page.locator("tr", has_text="lost.wav")).to_contain_text("claim of recorder-2 expired")
+    expect(page.locator("tr", has_text="lost.wav")).to_contain_text("lease of recorder-2 ran out")
 
 
 def test_on_sqlite_there_is_no_nodes_panel(tmp_path) -> None:

@@ -6,6 +6,7 @@ subprocess, the real daemon where a restart is the point."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
+from ingestd.configload import load_config
 from ingestd.lifecycle import State
 from ingestd.metrics import Health, MetricsServer
 from ingestd.nodes import LEASE_SECONDS, Membership, holders, node_rows
@@ -95,29 +98,48 @@ class TestStore:
         assert pg.set_draining("rec-2", False) is False
 
     def test_claims_and_who_holds_what(self, pg: Store, postgres_database: str) -> None:
+        """Held, run out (its node died) and let go (it waits): only held ones count as a
+        node's claims; the time left is the database server's (leases run on its clock)."""
         now = time.time()
         pg.join_node(node("rec-1"), stale_after=30)
         pg.join_node(node("rec-2", host="host-b"), stale_after=30)
         claim(postgres_database, 7, "rec-1", 3, now + 30)
         claim(postgres_database, 8, "rec-1", 4, now + 30)
-        claim(postgres_database, 9, "rec-2", 1, now - 5)  # expired: not held any more
-        assert pg.claims() == {
-            7: {"node": "rec-1", "epoch": 3, "expires_at": pytest.approx(now + 30)},
-            8: {"node": "rec-1", "epoch": 4, "expires_at": pytest.approx(now + 30)},
-            9: {"node": "rec-2", "epoch": 1, "expires_at": pytest.approx(now - 5)},
+        claim(postgres_database, 9, "rec-2", 1, now - 5)  # run out: not held any more
+        claim(postgres_database, 10, "rec-2", 2, 0.0)  # let go (store/claims.py RELEASED)
+        claims = pg.claims()
+        assert {rid: (c["node"], c["epoch"]) for rid, c in claims.items()} == {
+            7: ("rec-1", 3),
+            8: ("rec-1", 4),
+            9: ("rec-2", 1),
+            10: ("rec-2", 2),
         }
-        rows = {r["name"]: r for r in node_rows(pg.nodes(), pg.claims(), now)}
+        assert claims[7]["expires_at"] == pytest.approx(now + 30)
+        assert 25 < claims[7]["expires_in_seconds"] <= 30
+        assert -10 < claims[9]["expires_in_seconds"] <= -5
+        rows = {r["name"]: r for r in node_rows(pg.nodes(), claims, now)}
         assert {n: (r["state"], r["claims"]) for n, r in rows.items()} == {
             "rec-1": ("live", 2),
             "rec-2": ("live", 0),
         }
-        assert holders(pg.claims(), now)[9]["expired"] is True
-        assert holders(pg.claims(), now)[7]["expired"] is False
+        states = {rid: c["state"] for rid, c in holders(claims).items()}
+        assert states == {7: "held", 8: "held", 9: "expired", 10: "released"}
         reader = pg.reader()
         snapshot = reader.snapshot()
         reader.close()
         assert [n["name"] for n in snapshot.nodes] == ["rec-1", "rec-2"]
-        assert set(snapshot.claims) == {7, 8, 9}
+        assert set(snapshot.claims) == {7, 8, 9, 10}
+
+    def test_a_claim_taken_through_the_store_shows_until_let_go(self, pg: Store) -> None:
+        """The dispatcher's own calls (`Store.claim`, `release`): held, then let go."""
+        pg.join_node(node("rec-1"), stale_after=30)
+        rid = add(pg, "a.wav")
+        assert pg.claim(rid, "rec-1", 30) is not None
+        assert holders(pg.claims())[rid]["state"] == "held"
+        assert node_rows(pg.nodes(), pg.claims(), time.time())[0]["claims"] == 1
+        pg.release(rid)
+        assert holders(pg.claims())[rid]["state"] == "released"
+        assert node_rows(pg.nodes(), pg.claims(), time.time())[0]["claims"] == 0
 
     def test_sqlite_has_no_nodes_to_drain_and_no_claims(self, tmp_path: Path) -> None:
         store = open_store(tmp_path / "state.db")
@@ -197,8 +219,10 @@ class TestCommands:
         pg.join_node(node("recorder-2", host="box-b", pid=202), stale_after=30)
         held = add(pg, "held.wav", State.QUEUED)
         lost = add(pg, "lost.wav", State.PROBED)
+        waiting = add(pg, "waiting.wav", State.QUEUED)
         claim(postgres_database, held, "recorder-2", 5, now + 30)
         claim(postgres_database, lost, "recorder-1", 2, now - 1)
+        claim(postgres_database, waiting, "recorder-1", 1, 0.0)  # let go: waits for a slot
 
         unknown = run_cli(env, "drain", "recorder-9")
         assert unknown.returncode == 1
@@ -229,7 +253,11 @@ class TestCommands:
         ]
         assert all(0 <= int(f[3]) < 30 for f in fields), lines  # heartbeat age in seconds
         assert "inbox/held.wav [node recorder-2]" in status.stdout
-        assert "inbox/lost.wav [claim of recorder-1 expired" in status.stdout
+        assert (
+            "inbox/lost.wav [the lease of node recorder-1 ran out: the next node takes it over]"
+            in status.stdout
+        )
+        assert "inbox/waiting.wav\n" in status.stdout  # nobody drives it now
 
         as_json = json.loads(run_cli(env, "status", "--json").stdout)
         nodes = {n["name"]: n for n in as_json["nodes"]}
@@ -242,9 +270,13 @@ class TestCommands:
             "node": "recorder-2",
             "epoch": 5,
             "expires_at": pytest.approx(now + 30),
-            "expired": False,
+            "expires_in_seconds": pytest.approx(30, abs=15),
+            "state": "held",
         }
-        assert claims["lost.wav"]["expired"] is True
+        assert (claims["lost.wav"]["state"], claims["waiting.wav"]["state"]) == (
+            "expired",
+            "released",
+        )
 
         undrained = run_cli(env, "undrain", "recorder-2")
         assert undrained.stdout == (
@@ -328,3 +360,28 @@ def test_metrics_on_sqlite_have_no_node_series(tmp_path: Path) -> None:
         store.close()
     assert not [name for name, _ in samples if name.startswith("ingestd_node_")]
     assert value(samples, "ingestd_store_up") == 1
+
+
+def test_the_readmes_two_node_config_loads(tmp_path: Path, monkeypatch) -> None:
+    """The README's two-node YAML is a valid config (its files and folders made local)."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    start = text.index("### Running several nodes\n")
+    section = text[start : text.index("\n### ", start + 1)]
+    [block] = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    data = yaml.safe_load(block)
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret")
+    data["symbl"]["app_secret_file"] = data["state"]["password_file"] = str(secret)
+    data["state"]["work_dir"] = str(tmp_path / "work")
+    data["watch"][0]["path"] = str(tmp_path)
+    data["sinks"][0]["path"] = str(tmp_path / "results")
+    monkeypatch.setenv("SYMBL_APP_ID", "app")
+    path = tmp_path / "ingestd.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    assert (config.node_name, config.node_heartbeat_seconds, config.node_lease_seconds) == (
+        "recorder-1",
+        5,
+        30,
+    )
+    assert config.state_url.startswith("postgresql://")
