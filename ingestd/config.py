@@ -77,6 +77,7 @@ class PipelineConfig:
     transcode_workers: int = 2
     rescan_interval_seconds: float = 300.0
     shutdown_grace_seconds: float = 20.0
+    job_limit_recovery_seconds: float = 60.0  # after a 429: one job more this often (AIMD)
     fetch: tuple[str, ...] = DEFAULT_FETCH
 
 

@@ -298,6 +298,7 @@ _PIPELINE_NUMBERS = (  # key, minimum, whole number
     ("transcode_workers", 1, True),
     ("rescan_interval_seconds", 1, False),
     ("shutdown_grace_seconds", 0, False),
+    ("job_limit_recovery_seconds", 0.1, False),
 )
 
 

@@ -501,7 +501,7 @@ class Daemon:
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
     def _dispatch_once(self) -> None:
-        limit = job_limit(self.backend)
+        limit = self.pipeline.job_limit()
         # and those dispatched by an earlier round whose task has not reached submitting yet
         started = sum(1 for _, state in self._active.values() if state is State.QUEUED)
         in_flight = self.store.count_states(IN_FLIGHT) + started

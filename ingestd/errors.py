@@ -8,7 +8,8 @@
     ├── RecordingError            about one recording; decides its next state
     │   ├── Rejected              the user: bad input (not media, empty, unreadable) -> rejected
     │   ├── Retryable             nobody: transient (429, 5xx, network); retried with back-off
-    │   │   └── DiskFull          the operator: free space; waits (never fails the recording)
+    │   │   ├── DiskFull          the operator: free space; waits (never fails the recording)
+    │   │   └── RateLimited       nobody: the account is at its job limit (429 on a submission)
     │   └── Permanent             the operator: will not succeed by retrying -> failed
     │       └── UnknownJob        the operator: the backend forgot a job; `ingestd retry`
     ├── ApiError                  the Symbl API answered with an error status (carries status)
@@ -53,6 +54,14 @@ class Retryable(RecordingError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(Retryable):
+    """The API refused a submission for the account's limit (HTTP 429): nothing arrived.
+
+    Not a failure of the recording: it waits in the queue for a job slot without spending
+    an attempt, and the core lowers the account's effective job limit for a while when
+    slots looked free (another client uses the account): `ingestd.pipeline`."""
 
 
 class DiskFull(Retryable):

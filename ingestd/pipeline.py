@@ -33,13 +33,15 @@ from ingestd.errors import (
     LeaseLost,
     Permanent,
     PluginError,
+    RateLimited,
     Rejected,
     Retryable,
     StoreError,
     UnknownJob,
 )
 from ingestd.fitting import fit_upload, remove_pieces
-from ingestd.lifecycle import State, is_before_upload
+from ingestd.joblimit import effective_job_limit, note_rate_limited
+from ingestd.lifecycle import IN_FLIGHT, State, is_before_upload
 from ingestd.logging import redact
 from ingestd.metrics import record_retry
 from ingestd.model import (
@@ -64,6 +66,9 @@ from ingestd.transitions import Transitions, recording_of
 log = structlog.get_logger()
 
 ADOPTED_JOB_TIMEOUT_SECONDS = 6 * 3600
+RATE_LIMITED_PAUSE_SECONDS = 2.0
+"""The least a recording refused with a 429 waits before it may be submitted again (it
+also waits for a job slot under the lowered limit)."""
 DISK_FULL_RECHECK_SECONDS = 30.0
 """The longest wait between tries while the work directory is full."""
 
@@ -357,9 +362,44 @@ class Pipeline:
         if self._work_file_gone(row):
             return
         try:
-            self.transition(row, State.SUBMITTING, job_limit=job_limit(self.backend))
+            self.transition(row, State.SUBMITTING, job_limit=self.job_limit())
         except JobSlotTaken as exc:
             log.debug("submission_deferred", reason=str(exc))
+
+    def job_limit(self) -> int:
+        """Jobs that may be in flight at the API now, from every node together: the
+        backend's limit, lowered for a while after a 429 (`ingestd.joblimit`)."""
+        return effective_job_limit(
+            self.store,
+            self.backend.name,
+            job_limit(self.backend),
+            time.time(),
+            self.config.pipeline.job_limit_recovery_seconds,
+        )
+
+    def _rate_limited(self, row: RecordingRow, exc: RateLimited) -> None:
+        """The API refused the upload for the account's limit: nothing arrived. Back to the
+        queue for a slot, without spending an attempt; the limit is lowered when slots
+        looked free (somebody else uses the account)."""
+        now = time.time()
+        others = self.store.count_states(IN_FLIGHT) - 1
+        note_rate_limited(
+            self.store,
+            self.backend.name,
+            job_limit(self.backend),
+            others,
+            now,
+            self.config.pipeline.job_limit_recovery_seconds,
+        )
+        wait = max(exc.retry_after or 0.0, RATE_LIMITED_PAUSE_SECONDS)
+        self.transition(
+            row,
+            State.QUEUED,
+            attempts=row.attempts,
+            upload_started_at=None,
+            next_attempt_at=now + wait,
+            facts={"rate_limited": str(exc), "in_flight": others},
+        )
 
     def _work_file_gone(self, row: RecordingRow) -> bool:
         """Transcode again when the work file is not here (made by a node that is gone, or
@@ -448,6 +488,10 @@ class Pipeline:
                 self.plugins, self.backend, upload, self.config.work_dir, row.id
             )
             submission = await self.backend.submit(endpoint, upload, params, conversation_id)
+        except RateLimited as exc:  # an answer: nothing arrived
+            self._in_doubt.pop(row.id, None)
+            self._rate_limited(row, exc)
+            return
         except Retryable as exc:  # did the API get it? Only a lost answer leaves doubt
             within = getattr(exc, "may_land_within_seconds", None)
             now = time.time()

@@ -32,7 +32,7 @@ import httpx
 import structlog
 
 from ingestd import record_api_request
-from ingestd.errors import IngestdError, Permanent, Retryable
+from ingestd.errors import IngestdError, Permanent, RateLimited, Retryable
 
 log = structlog.get_logger()
 
@@ -123,6 +123,7 @@ class RetryPolicy:
         what: str,
         accept: Collection[int] = (),
         on_unauthorized: Callable[[], Awaitable[None]] | None = None,
+        rate_limit_ends: bool = False,
     ) -> httpx.Response:
         """Call `send` until it yields a 2xx (or an `accept`ed status), per the policy.
 
@@ -133,6 +134,9 @@ class RetryPolicy:
             what: ``METHOD /path`` for messages and logs; never a URL with credentials.
             accept: non-2xx statuses the caller handles itself.
             on_unauthorized: invalidates the token on a 401; None makes a 401 permanent.
+            rate_limit_ends: a 429 ends the call at once with `RateLimited` (submissions:
+                the core owns the account's job budget and queues the recording again,
+                rather than spending retries on a limit that frees only as jobs end).
         """
         attempt = 0
         reauthorized = False
@@ -170,6 +174,8 @@ class RetryPolicy:
                 retry_after = parse_retry_after(
                     response.headers.get("Retry-After"), now=self.clock()
                 )
+                if status == 429 and rate_limit_ends:
+                    raise RateLimited(f"{what}: {reason}", retry_after=retry_after)
             if attempt >= self.max_retries:
                 raise Retryable(
                     f"{what}: still failing after {attempt + 1} attempts ({reason})",

@@ -168,6 +168,7 @@ class IngestdEnv:
                 "retry_max_seconds": 2,
                 "rescan_interval_seconds": 30,
                 "shutdown_grace_seconds": 5,
+                "job_limit_recovery_seconds": 1,
             },
             "logging": {"format": "json", "level": "debug"},
         }

@@ -16,7 +16,10 @@ from ingestd.store import Store, open_store
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 START = "pg_ctlcluster --skip-systemctl-redirect 15 main start (or scripts/services)"
 STORES = ["sqlite", "postgresql"]
-TABLES = "recordings, conversations, events, deliveries, dispositions, api_deletions, nodes, claims"
+TABLES = (
+    "recordings, conversations, events, deliveries, dispositions, api_deletions, nodes, claims,"
+    " job_limits"
+)
 
 
 def admin() -> psycopg.Connection:

@@ -232,6 +232,14 @@ class Store(Protocol):
 
     def count_states(self, states: Iterable[State]) -> int: ...
 
+    def lowered_job_limit(self, backend: str) -> tuple[int, float] | None:
+        """(lowered to, when) of `backend`'s job limit after a 429 (`ingestd.joblimit`)."""
+        ...
+
+    def lower_job_limit(self, backend: str, to: int, now: float) -> None:
+        """Record that `backend`'s account took only `to` jobs at `now` (a 429)."""
+        ...
+
     def earlier_part_pending(self, row: RecordingRow) -> bool:
         """True while an earlier part of the same conversation has not been submitted yet."""
         ...

@@ -50,7 +50,7 @@ from ingestd.store.sqlite import SqliteStore, _Result
 
 log = structlog.get_logger()
 
-SCHEMA_VERSION = 1  # 1: the tables of SQLite schema 2, plus nodes and claims
+SCHEMA_VERSION = 2  # 1: the tables of SQLite schema 2, plus nodes and claims; 2: job_limits
 SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 30

@@ -1,4 +1,4 @@
--- ingestd state store, schema version 2 (see the end for what 2 added). One row per settled file version.
+-- ingestd state store, schema version 3 (see the end for what 2 and 3 added). One row per settled file version.
 CREATE TABLE IF NOT EXISTS recordings (
     id                INTEGER PRIMARY KEY,
     watch             TEXT    NOT NULL,   -- watch name
@@ -95,3 +95,10 @@ CREATE TABLE IF NOT EXISTS api_deletions (
     updated_at      REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_deletions_state ON api_deletions (state, next_attempt_at);
+
+-- Schema version 3: the account's job limit as lowered after a 429 (ingestd.joblimit, AIMD).
+CREATE TABLE IF NOT EXISTS job_limits (
+    backend    TEXT    PRIMARY KEY,
+    lowered_to INTEGER NOT NULL,
+    lowered_at REAL    NOT NULL
+);

@@ -113,3 +113,11 @@ CREATE TABLE IF NOT EXISTS claims (
     epoch        BIGINT NOT NULL,
     expires_at   DOUBLE PRECISION NOT NULL
 );
+
+-- Schema version 2: the account's job limit as lowered after a 429 (ingestd.joblimit, AIMD),
+-- shared by the nodes: one of them learning that another client uses the account slows all.
+CREATE TABLE IF NOT EXISTS job_limits (
+    backend    TEXT COLLATE "C" PRIMARY KEY,
+    lowered_to INTEGER NOT NULL,
+    lowered_at DOUBLE PRECISION NOT NULL
+);

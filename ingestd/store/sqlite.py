@@ -36,7 +36,7 @@ from ingestd.store.base import (
 from ingestd.store.operator import OperatorTables
 from ingestd.watch import escape_fs, unescape_fs
 
-SCHEMA_VERSION = 2  # 2: dispositions, api_deletions (ingestd.store.operator)
+SCHEMA_VERSION = 3  # 2: dispositions, api_deletions (ingestd.store.operator); 3: job_limits
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a write waits for another process's lock before it fails."""
 
@@ -395,6 +395,21 @@ class SqliteStore(OperatorTables):
         return self._conn.execute(
             f"SELECT COUNT(*) FROM recordings WHERE state IN ({marks})", states
         ).fetchone()[0]
+
+    def lowered_job_limit(self, backend: str) -> tuple[int, float] | None:
+        row = self._conn.execute(
+            "SELECT lowered_to, lowered_at FROM job_limits WHERE backend = ?", (backend,)
+        ).fetchone()
+        return (int(row[0]), float(row[1])) if row is not None else None
+
+    def lower_job_limit(self, backend: str, to: int, now: float) -> None:
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO job_limits (backend, lowered_to, lowered_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (backend) DO UPDATE SET lowered_to = excluded.lowered_to,"
+                " lowered_at = excluded.lowered_at",
+                (backend, to, now),
+            )
 
     def earlier_part_pending(self, row: RecordingRow) -> bool:
         """True while an earlier part of the same conversation has not been submitted yet."""

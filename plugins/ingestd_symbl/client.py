@@ -13,7 +13,9 @@ or may still be creating it, so the client does not send it again: it raises `An
 and the core reconciles through `find_upload` (`ingestd_symbl.reconcile`: by the
 conversation's name, then the upload tag in its ``metadata``) before any new POST, looking
 again for a while if the upload may still land. Failures before the body was complete, and
-429/5xx answers, are retried here; they end in a plain `Retryable` (nothing arrived).
+5xx answers, are retried here; they end in a plain `Retryable` (nothing arrived). A 429 on a
+submission ends it at once (`RateLimited`): the account is at its job limit, and the core
+queues the recording for a slot and lowers the effective limit when slots looked free.
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ class SymblClient(TaggedUploads):
         what: str,
         attempt: Callable[[dict[str, str]], Awaitable[httpx.Response]],
         accept: Iterable[int] = (),
+        *,
+        rate_limit_ends: bool = False,
     ) -> httpx.Response:
         """Run `attempt(auth_headers)` under the retry policy, re-authorising once on a 401."""
         used: list[str] = []
@@ -196,7 +200,11 @@ class SymblClient(TaggedUploads):
             self.tokens.invalidate(used[0] if used else None)
 
         return await self._policy.run(
-            send, what=what, accept=tuple(accept), on_unauthorized=on_unauthorized
+            send,
+            what=what,
+            accept=tuple(accept),
+            on_unauthorized=on_unauthorized,
+            rate_limit_ends=rate_limit_ends,
         )
 
     async def _get(self, path: str, params: Any = None, accept: Iterable[int] = ()) -> Any:
@@ -282,7 +290,7 @@ class SymblClient(TaggedUploads):
             content_type=content_type,
             conversation_id=conversation_id,
         )
-        response = await self._authorized(what, attempt)
+        response = await self._authorized(what, attempt, rate_limit_ends=True)
         data = _json(response, what, lost=method == "POST")
         try:
             submission = Submission(str(data["conversationId"]), str(data["jobId"]))

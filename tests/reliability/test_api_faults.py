@@ -67,6 +67,37 @@ def test_429_bursts_never_push_past_the_job_limit(ingestd_env, sandbox, make_med
     assert daemon.stop() == 0
 
 
+def test_a_429_while_slots_look_free_lowers_the_limit_and_spends_no_attempt(
+    ingestd_env, sandbox, make_media
+) -> None:
+    """429s on uploads while ingestd has fewer jobs in flight than the limit (another
+    client uses the account): the refused recordings go back to the queue without spending
+    an attempt (two attempts per stage here, four refusals: none fails), the limit is
+    lowered for a while, the client never retries a 429 at the limit by itself."""
+    sandbox.set_options({"concurrency_limit": 3, "job_seconds": 0.5})
+    daemon = ingestd_env.daemon(
+        symbl={"max_concurrent_jobs": 3}, pipeline={"max_attempts": 2}
+    ).start()
+    daemon.wait_ready()
+    sandbox.faults.arm({"kind": "status", "status": 429, "times": 4, "route": "submit"})
+    files = [make_media(f"shared-{i}.wav", seconds=0.3) for i in range(6)]
+    hashes = [sha256(f) for f in files]
+    for f in files:
+        drop(f, ingestd_env.inbox)
+    ingestd_env.wait_states({f.name: "done" for f in files}, timeout=90)
+    assert all(created_by_sha(sandbox)[h] == 1 for h in hashes)
+    assert sandbox.stats()["faults_fired"].get("status") == 4
+    events = daemon.events()
+    lowered = [e for e in events if e["event"] == "job_limit_lowered"]
+    assert lowered and all(e["to"] < 3 and e["configured"] == 3 for e in lowered), lowered
+    assert not [e for e in events if e["event"] == "api_retry" and e.get("status") == 429]
+    requeued = [e for e in events if e["event"] == "state_changed" and "rate_limited" in e]
+    assert len(requeued) == 4
+    assert {(e["old"], e["new"]) for e in requeued} == {("submitting", "queued")}
+    assert sandbox.stats()["max_concurrent_jobs_seen"] <= 3
+    assert daemon.stop() == 0
+
+
 def test_server_errors_on_every_route_are_retried(ingestd_env, sandbox, make_media) -> None:
     """500/502/503/504 on token, upload, job and conversation routes are outlived."""
     daemon = ingestd_env.daemon().start()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from ingestd.errors import Permanent, Retryable
+from ingestd.errors import Permanent, RateLimited, Retryable
 from ingestd.model import Endpoint, EndpointKind, Params, Submission, Upload
 from ingestd.sandbox import Sandbox
 from ingestd_symbl.client import USER_AGENT, SymblClient
@@ -267,36 +267,33 @@ class TestErrors:
         assert requests_of(sb, "audio") == {"503": 1, "201": 1}
         assert subs[0].conversation_id in sb.conversations()
 
-    def test_429_at_the_limit_waits_for_a_slot(
+    def test_429_at_the_limit_ends_the_submission_for_the_core_to_queue(
         self, make_sandbox: Callable[..., Sandbox], tmp_path: Path
     ) -> None:
-        """At the concurrency limit a submission is retried until a running job finishes."""
-        sb = make_sandbox(concurrency_limit=1, job_seconds=0.5)
+        """At the account's concurrency limit a submission is not retried against the
+        limit (each retry would be another 429 until a job ends): it ends at once with
+        `RateLimited`, nothing created, and the core queues the recording for a slot."""
+        sb = make_sandbox(concurrency_limit=1, job_seconds=30)
         paths = [tmp_path / "a.wav", tmp_path / "b.wav"]
         for p in paths:
             write_wav(p, 1000)
 
-        async def scenario() -> list[Submission]:
+        async def scenario() -> tuple[Submission, RateLimited]:
             client = make_client(sb, max_retries=20, backoff_max_seconds=0.3)
             try:
                 first = await client.submit(WAV, upload(paths[0]), Params(), None)
-                second = await client.submit(WAV, upload(paths[1]), Params(), None)
-                return [first, second]
+                with pytest.raises(RateLimited) as refused:
+                    await client.submit(WAV, upload(paths[1]), Params(), None)
+                return first, refused.value
             finally:
                 await client.aclose()
 
         with capture_logs() as logs:
-            subs = asyncio.run(scenario())
-        assert requests_of(sb, "audio")["201"] == 2
-        assert requests_of(sb, "audio")["429"] >= 1
-        assert any(e["event"] == "api_retry" and e["status"] == 429 for e in logs)
-        jobs = {j["id"]: j for j in sb.jobs()}
-        done_first = [
-            h["at"] for h in jobs[subs[0].job_id]["history"] if h["status"] == "completed"
-        ]
-        created_second = jobs[subs[1].job_id]["history"][0]["at"]
-        assert created_second >= done_first[0]
-        assert sb.stats()["max_concurrent_jobs_seen"] == 1
+            first, refused = asyncio.run(scenario())
+        assert "HTTP 429" in str(refused)
+        assert requests_of(sb, "audio") == {"201": 1, "429": 1}
+        assert not any(e["event"] == "api_retry" for e in logs)
+        assert list(sb.conversations()) == [first.conversation_id]
 
     def test_lost_response_is_retryable_and_reconciled(self, sb: Sandbox, tmp_path: Path) -> None:
         """A response lost after the upload raises Retryable, never a second POST, and the
