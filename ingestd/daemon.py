@@ -547,9 +547,9 @@ class Daemon:
         claim = self.store.claim(row.id, self.config.node_name, self.config.node_lease_seconds)
         if claim is None:
             return None
-        mine = claim.previous_node in (None, self.config.node_name)
-        if (self.membership.draining and not mine) or not self._readable_here(row, claim):
-            self.store.release(row.id)
+        started_here = claim.previous_node == self.config.node_name
+        if (self.membership.draining and not started_here) or not self._readable_here(row, claim):
+            self.store.unclaim(row.id)
             return None
         if claim.adopted_from is not None:
             log.info(

@@ -457,6 +457,12 @@ class Store(Protocol):
         """Let go of this store's claim on `recording_id` (its stages wait or ended)."""
         ...
 
+    def unclaim(self, recording_id: int) -> None:
+        """Give back a claim this node took only to find it must not run the recording
+        (draining; its file is elsewhere): the claim row is as before, so who drove the
+        recording last, and whether that node's lease ran out, still show."""
+        ...
+
     def renew_claims(self, node: str, lease_seconds: float) -> list[int]:
         """Extend every claim this store holds by `lease_seconds`; the ids of those another
         node took over meanwhile (their work must be dropped)."""

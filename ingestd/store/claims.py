@@ -69,6 +69,7 @@ class PostgresClaims:
             ).fetchone()
             held = self._fences.get(recording_id)
             adopted_from = previous = None
+            before = None if row is None else (row["node"], row["expires_at"])
             if row is None:
                 epoch = 1
                 self._conn.execute(
@@ -92,6 +93,7 @@ class PostgresClaims:
                     (node, epoch, now + lease_seconds, recording_id),
                 )
         self._fences[recording_id] = (node, epoch)
+        self._before[recording_id] = before
         return Claim(
             recording_id=recording_id,
             node=node,
@@ -100,9 +102,36 @@ class PostgresClaims:
             previous_node=previous,
         )
 
+    @property
+    def _before(self) -> dict[int, tuple[str, float] | None]:
+        """recording id -> (node, expires_at) of its claim row before this store claimed it."""
+        before = self.__dict__.get("_claims_before")
+        if before is None:
+            before = self.__dict__["_claims_before"] = {}
+        return before
+
+    def unclaim(self, recording_id: int) -> None:
+        fence = self._fences.pop(recording_id, None)
+        before = self._before.pop(recording_id, None)
+        if fence is None:
+            return
+        with self._tx():
+            if before is None:
+                self._conn.execute(
+                    "DELETE FROM claims WHERE recording_id = ? AND node = ? AND epoch = ?",
+                    (recording_id, *fence),
+                )
+            else:
+                self._conn.execute(
+                    "UPDATE claims SET node = ?, expires_at = ?"
+                    " WHERE recording_id = ? AND node = ? AND epoch = ?",
+                    (*before, recording_id, *fence),
+                )
+
     def release(self, recording_id: int) -> None:
         """Let go; a claim taken over meanwhile is the new holder's and stays as it is."""
         fence = self._fences.pop(recording_id, None)
+        self._before.pop(recording_id, None)
         if fence is None:
             return
         with self._tx():

@@ -343,6 +343,9 @@ class SqliteStore(OperatorTables):
     def release(self, recording_id: int) -> None:
         """Nothing was claimed in the database."""
 
+    def unclaim(self, recording_id: int) -> None:
+        """Nothing was claimed in the database."""
+
     def renew_claims(self, node: str, lease_seconds: float) -> list[int]:
         return []
 

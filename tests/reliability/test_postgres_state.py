@@ -337,3 +337,28 @@ def test_a_killed_nodes_job_is_adopted_by_another_node(
     adopted = [e for e in second.events() if e.get("event") == "work_adopted"]
     assert [e["state"] for e in adopted] == ["submitted"]
     assert second.stop() == 0
+
+
+def test_a_drained_node_claims_nothing_new_until_undrained(
+    ingestd_env, sandbox, postgres_database, make_media
+) -> None:
+    """``ingestd drain``: a new file is recorded but not worked on by the drained node (no
+    other node here: it waits, visibly ``discovered``); ``undrain`` and it is delivered."""
+    env = ingestd_env
+    on_postgres(env, postgres_database, node={"name": "a", **FAST_LEASES})
+    daemon = env.daemon().start()
+    daemon.wait_ready()
+    assert run_cli(env, "drain").returncode == 0
+    wait_for(lambda: daemon.has_event("node_draining"), 15, "the drain seen at a heartbeat")
+    hashes = arrive(env, make_media, singles=1, meeting=False)
+    wait_for(lambda: set(env.states().values()) == {"discovered"}, 30, "the file recorded")
+    # Recording the file woke the dispatcher at once; four heartbeats later nothing started
+    # (a non-event has nothing to wait for but time).
+    time.sleep(4 * FAST_LEASES["heartbeat_seconds"])
+    assert set(env.states().values()) == {"discovered"}, "a drained node starts nothing new"
+    assert not created(sandbox)
+    assert run_cli(env, "undrain").returncode == 0
+    wait_terminal(env, hashes, timeout=60)
+    assert set(env.states().values()) == {"done"}
+    assert_once_each(sandbox, env, hashes)
+    assert daemon.stop() == 0

@@ -171,3 +171,19 @@ class TestSeveralNodes:
         a.release(row.id)
         a.renew_claims("a", LEASE)
         assert b.claim(row.id, "b", LEASE).previous_node is None  # the row was removed
+
+    def test_a_claim_given_back_leaves_the_row_as_it_was(self, nodes) -> None:
+        """A node that claimed only to find it must not run the recording (draining, its
+        file elsewhere) gives the claim back: the previous holder is still the previous
+        one, an expired lease still counts as a failover for the next node, a recording
+        nobody drove is still nobody's."""
+        a, b = nodes
+        fresh, dead = add(a, "fresh.wav"), add(a, "dead.wav")
+        assert b.claim(fresh.id, "b", LEASE).previous_node is None
+        b.unclaim(fresh.id)
+        assert a.claim(fresh.id, "a", LEASE).previous_node is None
+        a.claim(dead.id, "a", EXPIRED)
+        assert b.claim(dead.id, "b", LEASE).adopted_from == "a"
+        b.unclaim(dead.id)
+        again = b.claim(dead.id, "b", LEASE)
+        assert again.adopted_from == "a" and again.previous_node == "a"
