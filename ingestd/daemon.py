@@ -528,7 +528,7 @@ class Daemon:
                 if preparing >= preparing_limit:
                     continue
                 preparing += 1
-            row = self.store.get(row_id)
+            row = self.pipeline.current(row_id)
             if state is State.QUEUED and (self.store.earlier_part_pending(row) or hold.holds(row)):
                 continue
             claim = self._claim(row)

@@ -56,6 +56,7 @@ from ingestd.model import (
     TranscodePlan,
     Upload,
 )
+from ingestd.pathmap import localize
 from ingestd.plugins import Plugins
 from ingestd.registry import Backend, Sink
 from ingestd.store import RecordingRow, Store
@@ -156,12 +157,17 @@ class Pipeline:
 
     # -- the driver ----------------------------------------------------------------------
 
+    def current(self, recording_id: int) -> RecordingRow:
+        """The recording as it now stands, its files under this node's mounts."""
+        return localize(self.store.get(recording_id), self.watches)
+
     async def run_stage(self, row: RecordingRow) -> RecordingRow:
         """Run the stage of `row.state` once; return the row as it now stands."""
         stage = self._stages[row.state]
+        row = localize(row, self.watches)
         try:
             if await self._replaced_under_it(row):
-                return self.store.get(row.id)
+                return self.current(row.id)
             await stage(row)
         except LeaseLost:
             raise  # another node has it now: nothing of this node's may be written
@@ -182,7 +188,7 @@ class Pipeline:
         except Exception as exc:  # a bug: keep the traceback, keep the daemon
             log.exception("stage_crashed", state=str(row.state))
             self._give_up(row, State.FAILED, f"internal error in stage {row.state}: {exc!r}")
-        return self.store.get(row.id)
+        return self.current(row.id)
 
     async def _replaced_under_it(self, row: RecordingRow) -> bool:
         """Dismiss `row` when its file, which its next step reads (probe, transcode; an

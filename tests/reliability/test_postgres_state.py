@@ -362,3 +362,51 @@ def test_a_drained_node_claims_nothing_new_until_undrained(
     assert set(env.states().values()) == {"done"}
     assert_once_each(sandbox, env, hashes)
     assert daemon.stop() == 0
+
+
+def test_a_share_mounted_elsewhere_is_read_under_each_nodes_own_path(
+    ingestd_env, sandbox, tmp_path, postgres_database, make_media
+) -> None:
+    """Node a records the files under its mount of the share; its path is then gone (its
+    host, say) and node b, which mounts the same share elsewhere under the same watch name,
+    probes, transcodes and uploads them from its own path."""
+    env = ingestd_env
+    mount_a = tmp_path / "mnt-a"
+    mount_a.mkdir()
+    watch = {"name": "share", "conversation": {"by": "folder"}}
+    on_postgres(env, postgres_database, node={"name": "a", **FAST_LEASES})
+    env.write_config(
+        state={"url": postgres_database, "work_dir": str(env.root / "work")},
+        watch={**watch, "path": str(mount_a)},
+        node={"name": "a", **FAST_LEASES},
+    )
+    first = env.daemon().start()
+    first.wait_ready()
+    assert run_cli(env, "drain").returncode == 0  # a records, and leaves the work to b
+    wait_for(lambda: first.has_event("node_draining"), 15, "the drain seen")
+    files = {f"call-{i}/call-{i}.wav": make_media(f"call-{i}.wav", seconds=0.4) for i in (1, 2)}
+    hashes = {rel: sha256(path) for rel, path in files.items()}
+    for rel, path in files.items():
+        drop(path, mount_a / Path(rel).parent)
+    wait_for(lambda: len(env.rows()) == 2, 30, "both files recorded by a")
+    assert {r["watch_root"] for r in env.rows()} == {str(mount_a)}
+    assert first.stop() == 0
+    share = mount_a.rename(tmp_path / "share")  # a's path is no more
+    mount_b = tmp_path / "mnt-b"
+    mount_b.symlink_to(share, target_is_directory=True)
+    other = IngestdEnv(tmp_path / "b", env.sandbox_url)
+    other.write_config(
+        state={"url": postgres_database, "work_dir": str(other.root / "work")},
+        watch={**watch, "path": str(mount_b)},
+        sinks=[{"type": "files", "path": str(env.results)}],
+        node={"name": "b", **FAST_LEASES},
+    )
+    second = other.daemon().start()
+    second.wait_ready()
+    wait_terminal(env, hashes, timeout=60)
+    assert set(env.states().values()) == {"done"}, log_tail(other)
+    assert {rel: created_by_sha(sandbox)[sha] for rel, sha in hashes.items()} == dict.fromkeys(
+        hashes, 1
+    )
+    assert {r["watch_root"] for r in env.rows()} == {str(mount_a)}, "the rows keep a's record"
+    assert second.stop() == 0
