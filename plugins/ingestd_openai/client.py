@@ -46,6 +46,7 @@ from ingestd import (
     UnknownJob,
     Upload,
     executables,
+    httpnet,
     record_upload,
 )
 from ingestd.bodies import Sent, file_body
@@ -109,7 +110,7 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {options.api_key.reveal()}"
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/",
-            transport=transport,
+            transport=transport or httpnet.transport(),
             headers=headers,
             timeout=httpx.Timeout(options.request_timeout_seconds),
             follow_redirects=False,

@@ -42,6 +42,7 @@ from ingestd import (
     Submission,
     UnknownJob,
     Upload,
+    httpnet,
     record_upload,
 )
 from ingestd.bodies import Sent, bytes_body, file_body
@@ -126,7 +127,7 @@ class SymblClient(TaggedUploads):
         self._on_close = on_close
         self._http = httpx.AsyncClient(
             base_url=base_url or options.base_url,
-            transport=transport,
+            transport=transport or httpnet.transport(),
             timeout=httpx.Timeout(options.request_timeout_seconds),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
