@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from ingestd import systemd
+from ingestd import executables, systemd
 from ingestd.aftermath import Aftermath
 from ingestd.backends import build_backend, job_limit, validate_backend_choice
 from ingestd.config import Config, WatchConfig
@@ -154,6 +154,14 @@ class StateLock:
             self._fd = None
 
 
+def _runnable(tool: str) -> bool:
+    """Whether `tool` (ffmpeg, ffprobe) is where ingestd finds it, and executable."""
+    try:
+        return os.access(executables.find(tool), os.X_OK)
+    except IngestdError:
+        return False
+
+
 class Daemon:
     """One asyncio process: watchers, settler, intake, dispatcher."""
 
@@ -165,6 +173,7 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._signals = 0
         self._store_failure: IngestdError | None = None  # stopped because the store failed
+        self._missing_tools: list[str] = []  # ffmpeg/ffprobe this node cannot run now
         self.watchers: list[Watcher] = []
         self.ignored = IgnoredFiles()  # says once per file why it is left out
         self.metrics: MetricsServer | None = None
@@ -226,6 +235,7 @@ class Daemon:
             on_new=self._kick.set,
             renominate=self.settler.nominate,
         )
+        self._check_tools()
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         removed = clean_work_files(self.config.work_dir, self.store.needs_upload_file)
         resumed = self.store.count_states(PIPELINE)
@@ -446,9 +456,11 @@ class Daemon:
 
     async def _keep_claims(self) -> None:
         """Renew this node's leases every heartbeat; drop the work of any another node took
-        over meanwhile (this node was paused or cut off for longer than a lease)."""
+        over meanwhile (this node was paused or cut off for longer than a lease). Look
+        whether ffmpeg and ffprobe are still here too (`_check_tools`)."""
         while True:
             await asyncio.sleep(self.config.node_heartbeat_seconds)
+            self._check_tools()
             try:
                 lost = self.store.renew_claims(
                     self.config.node_name, self.config.node_lease_seconds
@@ -465,6 +477,24 @@ class Daemon:
                 active = self._active.get(recording_id)
                 if active is not None:
                     active[0].cancel()
+
+    def _check_tools(self) -> None:
+        """With several nodes, a node that cannot run ffmpeg or ffprobe (uninstalled, a
+        broken upgrade) claims nothing that needs them, so a node that can takes it; it
+        says so once, in the log and in systemd's STATUS=, and again when they are back."""
+        missing = [tool for tool in ("ffmpeg", "ffprobe") if not _runnable(tool)]
+        if missing == self._missing_tools:
+            return
+        self._missing_tools = missing
+        if missing:
+            log.error(
+                "node_cannot_transcode",
+                missing=missing,
+                action="claiming no probe or transcode until they are back (other nodes take "
+                "them); install them or set INGESTD_FFMPEG / INGESTD_FFPROBE",
+            )
+        else:
+            log.info("node_can_transcode", action="claiming probes and transcodes again")
 
     async def _status_updates(self, sent: str) -> None:
         """STATUS= as soon as the counts change (looked at every second), so `systemctl
@@ -487,6 +517,7 @@ class Daemon:
             f"{busy} in progress, {counts.get('done', 0)} done, "
             f"{counts.get('failed', 0)} failed, {len(self.settler)} settling"
             + (f"; watch folder missing: {', '.join(missing)}" if missing else "")
+            + (f"; cannot run {', '.join(self._missing_tools)}" if self._missing_tools else "")
         )
 
     # -- dispatching ---------------------------------------------------------------------
@@ -572,6 +603,8 @@ class Daemon:
         if self.config.state_path is not None:
             return True  # SQLite: one daemon, every recording is its own
         if row.watch not in self.pipeline.watches or row.watch in self.folders.missing:
+            return False
+        if row.state in PREPARING and self._missing_tools:
             return False
         if not row.upload_path or row.state in PREPARING or os.access(row.upload_path, os.R_OK):
             return True

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.testing import IngestdEnv, drop, run_cli, wait_for
+from ingestd.testing import DaemonProcess, IngestdEnv, drop, run_cli, wait_for
 from tests.ops.test_notify import notify_socket  # noqa: F401 - a fixture
 from tests.privatepg import PASSWORD, private_postgres  # noqa: F401 - a fixture
 
@@ -410,3 +410,34 @@ def test_a_share_mounted_elsewhere_is_read_under_each_nodes_own_path(
     )
     assert {r["watch_root"] for r in env.rows()} == {str(mount_a)}, "the rows keep a's record"
     assert second.stop() == 0
+
+
+def test_a_node_without_ffmpeg_leaves_probes_and_transcodes_to_one_that_has_it(
+    ingestd_env, sandbox, tmp_path, postgres_database, make_media
+) -> None:
+    """A node that cannot run ffmpeg/ffprobe says so once and claims no probe or
+    transcode; the node that can does them all; nothing fails."""
+    env = ingestd_env
+    on_postgres(env, postgres_database, node={"name": "good", **FAST_LEASES})
+    other = second_node(env, tmp_path, postgres_database, "bad")
+    broken = {"INGESTD_FFMPEG": "/nonexistent/ffmpeg", "INGESTD_FFPROBE": "/nonexistent/ffprobe"}
+    bad = DaemonProcess(other.config_path, other.root / "daemon.log", env=broken).start()
+    other.daemons.append(bad)
+    bad.wait_ready()
+    good = env.daemon().start()
+    good.wait_ready()
+    hashes = arrive(env, make_media, singles=4, meeting=False)
+    wait_terminal(env, hashes, timeout=60)
+    assert set(env.states().values()) == {"done"}, log_tail(env)
+    assert_once_each(sandbox, env, hashes)
+    events = bad.events()
+    assert [e["missing"] for e in events if e["event"] == "node_cannot_transcode"] == [
+        ["ffmpeg", "ffprobe"]
+    ]
+    probed_by_bad = [
+        e for e in events if e["event"] == "state_changed" and e["new"] in ("probed", "transcoded")
+    ]
+    assert not probed_by_bad
+    assert not [e for e in events if e["event"] == "stage_retry_scheduled"], "it never tried"
+    for daemon in (good, bad):
+        assert daemon.stop() == 0
