@@ -31,14 +31,54 @@ CRASH_PAUSE_SECONDS = 10.0
 """After an unexpected error, the next round waits this long (no traceback storm)."""
 
 
-class Aftermath:
-    """One background task of the daemon (`run`)."""
+AFTERMATH_LEADER = -1
+"""The claim (as a recording id no recording has) of the node that sends API deletions."""
 
-    def __init__(self, config: Callable[[], Config], store: Store, backend: Backend) -> None:
+
+class SharedWork:
+    """With several nodes on one database, which node does an after-recording item: a
+    file's action the node that claims its recording (and watches its folder), the API
+    deletions the one node that holds the aftermath lease; each only once."""
+
+    def __init__(self, store: Store, node: str, lease_seconds: float) -> None:
+        self.store = store
+        self.node = node
+        self.lease_seconds = lease_seconds
+        self._leader_checked = -float("inf")
+        self._leading = False
+
+    def take(self, recording_id: int) -> bool:
+        return self.store.claim(recording_id, self.node, self.lease_seconds) is not None
+
+    def done(self, recording_id: int) -> None:
+        self.store.release(recording_id)
+
+    def leading(self, now: float) -> bool:
+        """Whether this node sends the deletions; asked again a few times per lease (the
+        claim is renewed with the others at each heartbeat while it is held)."""
+        if now - self._leader_checked >= self.lease_seconds / 3:
+            self._leader_checked = now
+            claim = self.store.claim(AFTERMATH_LEADER, self.node, self.lease_seconds)
+            self._leading = claim is not None
+        return self._leading
+
+
+class Aftermath:
+    """One background task of the daemon (`run`). `shared`: the node's share of the work
+    when several nodes use one database (None: one daemon does all)."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        store: Store,
+        backend: Backend,
+        shared: SharedWork | None = None,
+    ) -> None:
         self._config = config
         self.store = store
+        self.shared = shared
         self.deletions = Deletions(config, store, backend)
-        self.disposals = Disposals(config, store)
+        self.disposals = Disposals(config, store, shared)
         self._watermark = 0
         self._closes_checked = 0.0
         self._kick = asyncio.Event()
@@ -96,7 +136,8 @@ class Aftermath:
         if now - self._closes_checked >= self._close_check_seconds():
             self._closes_checked = now
             self.deletions.close_quiet_keys(now)
-        await self.deletions.send_due(now)
+        if self.shared is None or self.shared.leading(now):
+            await self.deletions.send_due(now)
         await self.disposals.run_due(now)
 
 

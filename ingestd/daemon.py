@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from ingestd import executables, systemd
-from ingestd.aftermath import Aftermath
+from ingestd.aftermath import AFTERMATH_LEADER, Aftermath, SharedWork
 from ingestd.backends import build_backend, job_limit, validate_backend_choice
 from ingestd.config import Config, WatchConfig
 from ingestd.configload import load_config, locate, unknown_watch_keys
@@ -225,7 +225,12 @@ class Daemon:
             self.sinks,
             on_change=self._kick.set,
         )
-        self.aftermath = Aftermath(lambda: self.config, self.store, self.backend)
+        shared = (
+            None
+            if self.config.state_path is not None  # SQLite: one daemon does all
+            else SharedWork(self.store, self.config.node_name, self.config.node_lease_seconds)
+        )
+        self.aftermath = Aftermath(lambda: self.config, self.store, self.backend, shared)
         self.settler = Settler(self._on_settled)
         self._ordering_reported: set[str] = set()  # ordering hook failures logged once
         self.intake = Intake(
@@ -469,6 +474,8 @@ class Daemon:
                 log.warning("claims_renewal_failed", error=str(exc))
                 continue
             for recording_id in lost:
+                if recording_id == AFTERMATH_LEADER:  # another node sends the deletions now
+                    continue
                 log.warning(
                     "lease_lost",
                     recording_id=recording_id,

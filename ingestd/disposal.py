@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -44,7 +44,11 @@ from ingestd.crashpoints import crash_point
 from ingestd.errors import StoreError
 from ingestd.lifecycle import Disposal, State
 from ingestd.logging import redact
+from ingestd.pathmap import localize
 from ingestd.store import RecordingRow, Store
+
+if TYPE_CHECKING:
+    from ingestd.aftermath import SharedWork
 
 log = structlog.get_logger()
 
@@ -232,9 +236,15 @@ def _write_error_note(target: Path, row: RecordingRow) -> None:
 class Disposals:
     """Plans (from ``done``/``rejected`` events) and carries out each file's action."""
 
-    def __init__(self, config: Callable[[], Config], store: Store) -> None:
+    def __init__(
+        self, config: Callable[[], Config], store: Store, shared: SharedWork | None = None
+    ) -> None:
         self._config = config
         self.store = store
+        self.shared = shared
+
+    def _watches(self) -> dict[str, WatchConfig]:
+        return {w.name: w for w in self._config().watches}
 
     def _action(self, row: RecordingRow) -> AfterAction | None:
         watch = {w.name: w for w in self._config().watches}.get(row.watch)
@@ -275,6 +285,8 @@ class Disposals:
 
     async def run_due(self, now: float) -> None:
         for planned in self.store.disposals_due(now):
+            if not self._take(planned["recording_id"]):
+                continue
             try:
                 await self.carry_out(planned)
             except OSError as exc:
@@ -288,6 +300,19 @@ class Disposals:
                     Disposal.FAILED,
                     detail=redact(f"internal error: {exc!r}"),
                 )
+            finally:
+                if self.shared is not None:
+                    self.shared.done(planned["recording_id"])
+
+    def _take(self, recording_id: int) -> bool:
+        """With several nodes: this node acts on the file only if it watches its folder
+        and claims the recording (no other node is at it)."""
+        if self.shared is None:
+            return True
+        watch = {w.name: w for w in self._config().watches}.get(self.store.get(recording_id).watch)
+        if watch is None or not watch.path.is_dir():
+            return False
+        return self.shared.take(recording_id)
 
     def _failed_attempt(self, planned: dict[str, Any], exc: OSError) -> None:
         from ingestd.pipeline import backoff_seconds
@@ -313,7 +338,7 @@ class Disposals:
     async def carry_out(self, planned: dict[str, Any]) -> None:
         """One disposition from wherever its last recorded step left it. File work runs in
         threads; the store is written from the event loop only."""
-        row = self.store.get(planned["recording_id"])
+        row = localize(self.store.get(planned["recording_id"]), self._watches())
         state = Disposal(planned["state"])
         source = row.path
         if planned["action"] == "delete":

@@ -84,6 +84,7 @@ class PostgresClaims:
                 # epoch is an earlier run of it (a new run is admitted only once that one is
                 # dead or silent for a lease: `join_node`), so its work is taken over now.
                 if not mine and row["node"] != node and row["expires_at"] > now:
+                    self._fences.pop(recording_id, None)  # one this store lost, if any
                     return None
                 epoch = row["epoch"] if mine else row["epoch"] + 1
                 if not mine and row["expires_at"] != RELEASED:

@@ -100,7 +100,7 @@ class PostgresNodes:
         rows = self._conn.execute(  # the lease runs on the server's clock (store/claims.py)
             "SELECT recording_id, node, epoch, expires_at,"
             " expires_at - EXTRACT(EPOCH FROM clock_timestamp())::float8 AS expires_in"
-            " FROM claims ORDER BY recording_id"
+            " FROM claims WHERE recording_id > 0 ORDER BY recording_id"  # not the aftermath's
         )
         return {
             int(r["recording_id"]): {

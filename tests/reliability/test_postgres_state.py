@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ingestd.testing import DaemonProcess, IngestdEnv, drop, run_cli, wait_for
 from tests.ops.test_notify import notify_socket  # noqa: F401 - a fixture
@@ -441,3 +442,44 @@ def test_a_node_without_ffmpeg_leaves_probes_and_transcodes_to_one_that_has_it(
     assert not [e for e in events if e["event"] == "stage_retry_scheduled"], "it never tried"
     for daemon in (good, bad):
         assert daemon.stop() == 0
+
+
+def events_of(daemons) -> list[dict]:
+    return [e for daemon in daemons for e in daemon.events()]
+
+
+def test_two_nodes_move_each_file_and_delete_each_conversation_once(
+    ingestd_env, sandbox, tmp_path, postgres_database, make_media
+) -> None:
+    """After-success moves and deletions at the API with two nodes: each file is moved by
+    one node (no node finds it gone or held), each conversation deleted by one DELETE."""
+    env = ingestd_env
+    done = tmp_path / "done"
+    after = {"after_success": {"action": "move", "to": str(done)}}
+    on_postgres(env, postgres_database, node={"name": "a", **FAST_LEASES})
+    other = second_node(env, tmp_path, postgres_database, "b")
+    for node_env in (env, other):  # conversations of their own: deleted once delivered
+        config = yaml.safe_load(node_env.config_path.read_text())
+        config["watch"][0].update(after)
+        del config["watch"][0]["conversation"]
+        config["symbl"]["delete_after_delivery"] = True
+        node_env.config_path.write_text(yaml.safe_dump(config))
+    nodes = [env.daemon().start(), other.daemon().start()]
+    for node in nodes:
+        node.wait_ready()
+    hashes = arrive(env, make_media, singles=6, meeting=False)
+    wait_terminal(env, hashes, timeout=90)
+    wait_for(lambda: not sandbox.conversations(), 60, "every conversation deleted")
+    wait_for(lambda: len(list(done.rglob("*.wav"))) == len(hashes), 30, "every file moved")
+    assert sorted(p.name for p in done.rglob("*.wav")) == sorted(Path(r).name for r in hashes)
+    assert not list(env.inbox.rglob("*.wav"))
+    stats = sandbox.stats()
+    assert stats["conversations_deleted"] == len(hashes)
+    assert "404" not in stats["requests"]["conversation"], "a second DELETE found it gone"
+    deleted = [e for e in events_of(nodes) if e["event"] == "conversation_deleted_at_api"]
+    assert len(deleted) == len(hashes)
+    events = events_of(nodes)
+    troubles = [e for e in events if e["event"] in ("after_failed", "after_held", "after_crashed")]
+    assert not troubles, troubles
+    for node in nodes:
+        assert node.stop() == 0
