@@ -91,12 +91,13 @@ PUBLIC_MODULES = (
     "ingestd.retrypolicy",
     "ingestd.bodies",
     "ingestd.reach",
+    "ingestd.httpnet",
 )
 """Modules a plugin may import besides the names in ``__all__`` (`ingestd.progress`: the
 bytes of an upload sent so far, which a backend reports for the dashboard; `ingestd.timeline`:
 a transcript's messages as timed, attributed lines, for sinks and the dashboard;
-`retrypolicy`, `bodies`, `reach`: the retries, streamed upload bodies and reachability probe
-every HTTP backend shares)."""
+`retrypolicy`, `bodies`, `reach`, `httpnet`: the retries, streamed upload bodies,
+reachability probe and httpx transport every HTTP backend shares)."""
 
 __all__ = [
     "AS_IS",
