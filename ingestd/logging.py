@@ -15,6 +15,7 @@ header verbatim.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -30,18 +31,22 @@ _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api[_-]?key|web
 _MASK = "***"
 _known_secrets: list[str] = []  # longest first, so a whole URL goes before its path
 
-# Credentials recognisable by their shape, known or not: (pattern, replacement).
+# Credentials recognisable by their shape, known or not: (clues, pattern, replacement). A
+# pattern can only match text that holds one of its clues (compared in lower case), so
+# `redact` runs it only then: most log values (states, paths, ids) hold none, and these regular
+# expressions were the costliest part of every log line.
 _CREDENTIAL_PATTERNS = [
     # a Slack incoming webhook or workflow URL: its path is the credential
-    (re.compile(r"(hooks\.slack(?:-gov)?\.com/)[^\s\"'<>]+"), rf"\g<1>{_MASK}"),
+    (("hooks.slack",), re.compile(r"(hooks\.slack(?:-gov)?\.com/)[^\s\"'<>]+"), rf"\g<1>{_MASK}"),
     # Slack tokens: xoxb- (bot), xoxp- (user), xoxa-, xoxe-, xoxr-, and xapp- app tokens
-    (re.compile(r"\b((?:xox[a-z]|xapp)-)[A-Za-z0-9-]+"), rf"\g<1>{_MASK}"),
+    (("xox", "xapp-"), re.compile(r"\b((?:xox[a-z]|xapp)-)[A-Za-z0-9-]+"), rf"\g<1>{_MASK}"),
     # an Authorization header's bearer token
-    (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\g<1>{_MASK}"),
+    (("bearer",), re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), rf"\g<1>{_MASK}"),
     # a password in a URL (scheme://user:password@host)
-    (re.compile(r"(://[^/\s:@]+:)[^/\s@]+@"), rf"\g<1>{_MASK}@"),
+    (("://",), re.compile(r"(://[^/\s:@]+:)[^/\s@]+@"), rf"\g<1>{_MASK}@"),
     # credential-looking query parameters
     (
+        ("=",),
         re.compile(
             r"([?&](?:access_?token|token|api_?key|secret|password|signature|webhook_?url)=)"
             r"[^&\s\"'<>]+",
@@ -102,16 +107,24 @@ def redact(text: str) -> str:
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
-    for pattern, replacement in _CREDENTIAL_PATTERNS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    for clues, pattern, replacement in _CREDENTIAL_PATTERNS:
+        if any(clue in lowered for clue in clues):
+            text = pattern.sub(replacement, text)
     return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Whether a key's name looks like a credential's (log keys repeat: asked once each)."""
+    return _SECRET_KEYS.search(key) is not None
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: (_MASK if _SECRET_KEYS.search(str(k)) else _scrub(v)) for k, v in value.items()}
+        return {k: (_MASK if _secret_key(str(k)) else _scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_scrub(v) for v in value)
     if isinstance(value, BaseException):
@@ -124,7 +137,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask credential-looking keys and every registered secret."""
     for key in list(event_dict):
-        if _SECRET_KEYS.search(key):
+        if _secret_key(key):
             event_dict[key] = _MASK
         else:
             event_dict[key] = _scrub(event_dict[key])
