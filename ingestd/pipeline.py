@@ -765,7 +765,7 @@ def _write_json_atomically(path: Path, data: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
+            handle.write(json.dumps(data))  # dumps encodes in C; dump in Python, piece by piece
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
