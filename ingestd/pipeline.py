@@ -655,11 +655,32 @@ class Pipeline:
             facts={"messages": len(insights.messages)},
         )
 
+    async def _insights_here(self, row: RecordingRow) -> Insights:
+        """The insights `_fetching` saved; fetched again when their file is not on this node
+        (several nodes: another node fetched them into its own work directory and died, or
+        let go while a sink waited for its retry). Reading them again changes nothing at
+        the API, and the sinks' outbox goes on where it stood."""
+        assert row.conversation_id is not None and row.insights_path is not None
+        try:
+            text = await asyncio.to_thread(Path(row.insights_path).read_text)
+        except FileNotFoundError:
+            pass
+        else:
+            return Insights.from_dict(json.loads(text))
+        insights = await self.backend.fetch_insights(
+            row.conversation_id, self.config.pipeline.fetch
+        )
+        path = self.config.work_dir / "insights" / f"{row.conversation_id}.json"
+        await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
+        self.store.update(row.id, insights_path=str(path))
+        log.info("insights_fetched_again", missing=row.insights_path, saved=str(path))
+        return insights
+
     async def _delivering(self, row: RecordingRow) -> None:
         """Deliver to every sink still pending; each is tracked and retried on its own."""
         assert row.conversation_id is not None and row.insights_path is not None
         # The conversation's newest insights: a later part may have fetched more since.
-        insights = Insights.from_dict(json.loads(Path(row.insights_path).read_text()))
+        insights = await self._insights_here(row)
         part_rows = self.store.parts_of(row.conversation_id)
         parts = tuple(self.recording(p) for p in part_rows)
         name = (part_rows[0].name if part_rows else None) or row.name or row.path.stem

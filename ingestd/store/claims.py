@@ -11,9 +11,13 @@ that lost the lease cannot overwrite what the new holder did: its write raises `
 and changes nothing.
 
 Times are the database server's clock (``clock_timestamp()``), never a node's: nodes whose
-clocks disagree still agree on when a lease ran out. A released claim keeps its row (with
-``expires_at = 0``) so the next node knows who drove the recording last; rows of finished
-recordings are removed as nodes renew their leases.
+clocks disagree still agree on when a lease ran out. A server restart aged every lease at
+once while no node could renew, so no claim is taken over within a lease of the server's
+start: the nodes that held them come back first (an outage without a restart, a network cut,
+still moves work to whichever node comes back first; nothing is lost or doubled either way).
+
+A released claim keeps its row (with ``expires_at = 0``) so the next node knows who drove
+the recording last; rows of finished recordings are removed as nodes renew their leases.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from ingestd.errors import LeaseLost
 from ingestd.lifecycle import PIPELINE
 from ingestd.store.base import Claim, NodeInfo
 
-_NOW = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8"
+_NOW = (
+    "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8,"
+    " EXTRACT(EPOCH FROM pg_postmaster_start_time())::float8"
+)
 RELEASED = 0.0
 """``expires_at`` of a claim its node let go of: free, and not a failover when taken."""
 
@@ -60,9 +67,14 @@ class PostgresClaims:
     def _now(self) -> float:
         return float(self._conn.execute(_NOW).fetchone()[0])
 
+    def _clock(self) -> tuple[float, float]:
+        """The server's time now, and when it (re)started."""
+        now, started = self._conn.execute(_NOW).fetchone()
+        return float(now), float(started)
+
     def claim(self, recording_id: int, node: str, lease_seconds: float) -> Claim | None:
         with self._tx():
-            now = self._now()
+            now, server_started = self._clock()
             row = self._conn.execute(
                 "SELECT node, epoch, expires_at FROM claims WHERE recording_id = ?",
                 (recording_id,),
@@ -83,7 +95,12 @@ class PostgresClaims:
                 # A live lease of another node stands; this node's own name with another
                 # epoch is an earlier run of it (a new run is admitted only once that one is
                 # dead or silent for a lease: `join_node`), so its work is taken over now.
-                if not mine and row["node"] != node and row["expires_at"] > now:
+                # A restart of the server aged every lease at once while no node could
+                # renew: each holder gets a whole lease after it to come back first.
+                lives_until = row["expires_at"]
+                if lives_until != RELEASED:
+                    lives_until = max(lives_until, server_started + lease_seconds)
+                if not mine and row["node"] != node and lives_until > now:
                     self._fences.pop(recording_id, None)  # one this store lost, if any
                     return None
                 epoch = row["epoch"] if mine else row["epoch"] + 1

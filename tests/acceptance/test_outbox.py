@@ -189,3 +189,28 @@ def test_append_redelivers_the_updated_conversation(ingestd_env, sandbox, make_m
     assert (first["parts"], second["parts"]) == (1, 2)
     assert second["messages"] > first["messages"]
     daemon.stop()
+
+
+def test_a_sink_waiting_without_its_insights_file_fetches_them_again(
+    ingestd_env, sandbox, make_media
+) -> None:
+    """A recording waiting in ``delivering`` whose insights file is gone (fetched by a node
+    that died, each node having its own work directory; or removed) reads the insights from
+    the API again and delivers; nothing is uploaded again."""
+    plugin, hold, log, sinks = gate_env(ingestd_env, mode="fail")
+    hold.touch()
+    daemon = ingestd_env.daemon(
+        plugins=[str(plugin)], sinks=sinks, pipeline={"max_attempts": 50}
+    ).start()
+    daemon.wait_ready()
+    drop(make_media("call.wav"), ingestd_env.inbox)
+    wait_for(lambda: daemon.has_event("sink_retry_scheduled", sink="gate"), 60, "a gate retry")
+    [row] = ingestd_env.rows()
+    assert row["state"] == "delivering"
+    Path(row["insights_path"]).unlink()
+    hold.unlink()
+    ingestd_env.wait_states({"call.wav": "done"})
+    assert daemon.has_event("insights_fetched_again", missing=row["insights_path"])
+    assert [d["messages"] > 0 for d in delivered(log)] == [True]
+    assert len(sandbox.submissions()) == 1
+    daemon.stop()

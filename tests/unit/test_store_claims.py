@@ -13,6 +13,8 @@ from ingestd.errors import LeaseLost
 from ingestd.lifecycle import State
 from ingestd.store import Store, open_store
 from ingestd.store.base import AlreadyRecorded, JobSlotTaken, NodeInfo
+from ingestd.testing import wait_for
+from tests.privatepg import PASSWORD, private_postgres  # noqa: F401 - a fixture
 from tests.unit.test_store import add
 
 LEASE = 30.0
@@ -187,3 +189,26 @@ class TestSeveralNodes:
         b.unclaim(dead.id)
         again = b.claim(dead.id, "b", LEASE)
         assert again.adopted_from == "a" and again.previous_node == "a"
+
+
+def test_a_server_restart_takes_no_lease_over_before_its_holder_could_renew(
+    private_postgres,  # noqa: F811
+) -> None:
+    """A lease that ran out while the server was down (no node could renew) is not taken
+    over within a lease of the server's start: its holder comes back first."""
+    server = private_postgres
+    a = open_store(server.url(), password=PASSWORD)
+    a.join_node(NodeInfo(name="a", instance="a", host="h", pid=1), LEASE)
+    row = add(a, "a.wav")
+    a.claim(row.id, "a", EXPIRED)
+    a.close()
+    server.stop()
+    server.start()
+    b = open_store(server.url(), password=PASSWORD)
+    try:
+        b.join_node(NodeInfo(name="b", instance="b", host="h", pid=2), 2.0)
+        assert b.claim(row.id, "b", 2.0) is None, "a has a lease's time to come back"
+        claim = wait_for(lambda: b.claim(row.id, "b", 2.0), 15, "the grace to end")
+        assert claim.adopted_from == "a"
+    finally:
+        b.close()
