@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from ingestd import executables, systemd
+from ingestd import systemd
 from ingestd.aftermath import AFTERMATH_LEADER, Aftermath, SharedWork
 from ingestd.backends import build_backend, job_limit, validate_backend_choice
 from ingestd.config import Config, WatchConfig
@@ -38,6 +38,7 @@ from ingestd.metrics import Health, MetricsServer
 from ingestd.nodes import Membership
 from ingestd.ordering import OrderingHold
 from ingestd.pipeline import Pipeline
+from ingestd.placement import Placement
 from ingestd.plugins import Plugins, load_plugins
 from ingestd.registry import Sink, SinkContext
 from ingestd.settle import Settler
@@ -154,14 +155,6 @@ class StateLock:
             self._fd = None
 
 
-def _runnable(tool: str) -> bool:
-    """Whether `tool` (ffmpeg, ffprobe) is where ingestd finds it, and executable."""
-    try:
-        return os.access(executables.find(tool), os.X_OK)
-    except IngestdError:
-        return False
-
-
 class Daemon:
     """One asyncio process: watchers, settler, intake, dispatcher."""
 
@@ -173,7 +166,6 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._signals = 0
         self._store_failure: IngestdError | None = None  # stopped because the store failed
-        self._missing_tools: list[str] = []  # ffmpeg/ffprobe this node cannot run now
         self.watchers: list[Watcher] = []
         self.ignored = IgnoredFiles()  # says once per file why it is left out
         self.metrics: MetricsServer | None = None
@@ -240,7 +232,14 @@ class Daemon:
             on_new=self._kick.set,
             renominate=self.settler.nominate,
         )
-        self._check_tools()
+        self.placement = Placement(
+            self.config,
+            self.store,
+            self.pipeline.watches,
+            missing_folders=lambda: self.folders.missing,
+            draining=lambda: self.membership.draining,
+        )
+        self.placement.check_tools()
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
         removed = clean_work_files(self.config.work_dir, self.store.needs_upload_file)
         resumed = self.store.count_states(PIPELINE)
@@ -465,7 +464,7 @@ class Daemon:
         whether ffmpeg and ffprobe are still here too (`_check_tools`)."""
         while True:
             await asyncio.sleep(self.config.node_heartbeat_seconds)
-            self._check_tools()
+            self.placement.check_tools()
             try:
                 lost = self.store.renew_claims(
                     self.config.node_name, self.config.node_lease_seconds
@@ -485,24 +484,6 @@ class Daemon:
                 if active is not None:
                     active[0].cancel()
 
-    def _check_tools(self) -> None:
-        """With several nodes, a node that cannot run ffmpeg or ffprobe (uninstalled, a
-        broken upgrade) claims nothing that needs them, so a node that can takes it; it
-        says so once, in the log and in systemd's STATUS=, and again when they are back."""
-        missing = [tool for tool in ("ffmpeg", "ffprobe") if not _runnable(tool)]
-        if missing == self._missing_tools:
-            return
-        self._missing_tools = missing
-        if missing:
-            log.error(
-                "node_cannot_transcode",
-                missing=missing,
-                action="claiming no probe or transcode until they are back (other nodes take "
-                "them); install them or set INGESTD_FFMPEG / INGESTD_FFPROBE",
-            )
-        else:
-            log.info("node_can_transcode", action="claiming probes and transcodes again")
-
     async def _status_updates(self, sent: str) -> None:
         """STATUS= as soon as the counts change (looked at every second), so `systemctl
         status` is never a watchdog interval behind."""
@@ -520,11 +501,12 @@ class Daemon:
             return f"state store unavailable: {exc}"
         busy = sum(counts.get(str(s), 0) for s in PIPELINE)
         missing = list((getattr(self, "folders", None) and self.folders.missing) or ())
+        tools = getattr(self, "placement", None) and self.placement.missing_tools
         return (
             f"{busy} in progress, {counts.get('done', 0)} done, "
             f"{counts.get('failed', 0)} failed, {len(self.settler)} settling"
             + (f"; watch folder missing: {', '.join(missing)}" if missing else "")
-            + (f"; cannot run {', '.join(self._missing_tools)}" if self._missing_tools else "")
+            + (f"; cannot run {', '.join(tools)}" if tools else "")
         )
 
     # -- dispatching ---------------------------------------------------------------------
@@ -539,6 +521,7 @@ class Daemon:
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
     def _dispatch_once(self) -> None:
+        self.placement.new_round()
         limit = self.pipeline.job_limit()
         # and those dispatched by an earlier round whose task has not reached submitting yet
         started = sum(1 for _, state in self._active.values() if state is State.QUEUED)
@@ -580,14 +563,15 @@ class Daemon:
             self._active[row.id] = (task, row.state)
 
     def _claim(self, row: RecordingRow) -> Claim | None:
-        """Claim `row` for this node, or None: another node drives it, this node drains, or
-        the file its next stage reads is not here (`_readable_here`)."""
+        """Claim `row` for this node, or None: another node drives it, or this node should
+        not (`ingestd.placement`: its folder or tools are not here, it drains, ...)."""
+        if not self.placement.may_claim(row):
+            return None
         claim = self.store.claim(row.id, self.config.node_name, self.config.node_lease_seconds)
         if claim is None:
             return None
-        started_here = claim.previous_node == self.config.node_name
-        if (self.membership.draining and not started_here) or not self._readable_here(row, claim):
-            self.store.unclaim(row.id)
+        if self.membership.draining and claim.previous_node != self.config.node_name:
+            self.store.unclaim(row.id)  # drained since this round read the claims
             return None
         if claim.adopted_from is not None:
             log.info(
@@ -599,31 +583,6 @@ class Daemon:
             )
             self.pipeline.adopted(row)
         return claim
-
-    def _readable_here(self, row: RecordingRow, claim: Claim) -> bool:
-        """Whether this node can run `row`'s next stage. With several nodes (PostgreSQL):
-        not a recording of a folder this node does not watch or whose mount is missing
-        here (another node has it; it waits for one, visibly), nor one whose work file
-        another live node made (a node gone, its work is redone here: see
-        `Pipeline._work_file_gone`). A file gone from a folder that is here is the
-        recording's own problem, which its stage reports."""
-        if self.config.state_path is not None:
-            return True  # SQLite: one daemon, every recording is its own
-        if row.watch not in self.pipeline.watches or row.watch in self.folders.missing:
-            return False
-        if row.state in PREPARING and self._missing_tools:
-            return False
-        if not row.upload_path or row.state in PREPARING or os.access(row.upload_path, os.R_OK):
-            return True
-        previous = claim.previous_node
-        return previous in (None, self.config.node_name) or not self._node_alive(previous)
-
-    def _node_alive(self, name: str) -> bool:
-        now = time.time()
-        return any(
-            n["name"] == name and now - n["heartbeat_at"] < self.config.node_lease_seconds
-            for n in self.store.nodes()
-        )
 
     async def _drive(self, row: RecordingRow, claim: Claim) -> None:
         """Run a recording's stages back to back until it must wait or is finished; then
