@@ -37,12 +37,16 @@ def make_cluster(
 ) -> Iterator[Callable[..., Cluster]]:
     """``make_cluster(3, limit=3)``: nodes ``node-a``, ``node-b`` ... (not started) on this
     test's database (`state_url`, or the `url` given); every node still running at the end
-    is killed."""
+    is killed. Every node has a work dir of its own at one path, as on machines of their
+    own (`machine_local`; False: a folder per node, which every node can read)."""
     made: list[Cluster] = []
 
-    def make(nodes: int, *, limit: int = 3, url: str | None = None) -> Cluster:
+    def make(
+        nodes: int, *, limit: int = 3, url: str | None = None, machine_local: bool = True
+    ) -> Cluster:
         url = url or request.getfixturevalue("state_url")
-        cluster = Cluster(tmp_path / f"cluster-{len(made)}", sandbox, url, limit=limit)
+        root = tmp_path / f"cluster-{len(made)}"
+        cluster = Cluster(root, sandbox, url, limit=limit, machine_local=machine_local)
         for i in range(nodes):
             cluster.add(f"node-{chr(ord('a') + i)}")
         made.append(cluster)

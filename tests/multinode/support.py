@@ -16,6 +16,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,16 +36,6 @@ TERMINAL = ("done", "failed", "rejected", "duplicate", "dismissed")
 HEARTBEAT_SECONDS = 0.5
 LEASE_SECONDS = 3.0
 """Node timing in these tests: a dead or silent node's work is taken over within seconds."""
-
-
-def node_timing() -> dict[str, float]:
-    """``node:`` timing keys, once the config knows them (the lead adds them with claims)."""
-    from ingestd import configload
-
-    source = Path(configload.__file__).read_text()
-    if "lease_seconds" not in source:
-        return {}
-    return {"heartbeat_seconds": HEARTBEAT_SECONDS, "lease_seconds": LEASE_SECONDS}
 
 
 def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -143,9 +135,33 @@ def query(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]
 # -- nodes -------------------------------------------------------------------------------------
 
 
+class MachineLocal(DaemonProcess):
+    """The daemon in a mount namespace of its own where `private` is bind-mounted over
+    `shared`: each node configures the same ``work_dir`` (as the README's two machines do)
+    and sees only its own there, as on a machine of its own. A work file another node made
+    is not there, so taking such a recording over means making it again."""
+
+    def __init__(self, config_path: Path, log_path: Path, private: Path, shared: Path) -> None:
+        super().__init__(config_path, log_path)
+        self.private, self.shared = private, shared
+
+    def start(self) -> MachineLocal:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        mount = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh"]
+        argv += [str(self.private), str(self.shared)]
+        argv += [sys.executable, "-m", "ingestd.cli", "run", "--config", str(self.config_path)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
+            )
+        return self
+
+
 class Node:
     """One daemon of the cluster, restarted as often as the test likes; its log spans every
-    run (`events`), its `daemon` is the current run."""
+    run (`events`), its `daemon` is the current run; `work_dir` is where its work files
+    really are (machine-local or not)."""
 
     def __init__(self, cluster: Cluster, name: str, state_url: str | None = None) -> None:
         self.cluster = cluster
@@ -153,6 +169,7 @@ class Node:
         self.root = cluster.root / "nodes" / name
         self.root.mkdir(parents=True, exist_ok=True)
         self.work_dir = self.root / "work"
+        self.work_dir.mkdir(exist_ok=True)
         self.results = cluster.results / name
         self.config_path = self.root / "ingestd.yaml"
         self.log_path = self.root / "daemon.log"
@@ -172,8 +189,12 @@ class Node:
                 "poll_initial_seconds": 0.05,
                 "poll_max_seconds": 0.3,
             },
-            "state": {"url": self.state_url, "work_dir": str(self.work_dir)},
-            "node": {"name": self.name, **node_timing()},
+            "state": {"url": self.state_url, "work_dir": str(self.configured_work_dir)},
+            "node": {
+                "name": self.name,
+                "heartbeat_seconds": HEARTBEAT_SECONDS,
+                "lease_seconds": LEASE_SECONDS,
+            },
             "watch": [
                 {
                     "name": "inbox",
@@ -194,10 +215,21 @@ class Node:
         }
         return merged(merged(base, self.cluster.overrides), self.overrides)
 
+    @property
+    def configured_work_dir(self) -> Path:
+        """``state.work_dir`` in its config: the cluster's one path (each node sees its own
+        there) when machine-local, else its own folder."""
+        return self.cluster.work_dir if self.cluster.machine_local else self.work_dir
+
     def start(self) -> Node:
         assert not self.running, f"{self.name} already runs"
         self.config_path.write_text(yaml.safe_dump(self.config()))
-        self.daemon = DaemonProcess(self.config_path, self.log_path).start()
+        if self.cluster.machine_local:
+            self.daemon = MachineLocal(
+                self.config_path, self.log_path, self.work_dir, self.cluster.work_dir
+            ).start()
+        else:
+            self.daemon = DaemonProcess(self.config_path, self.log_path).start()
         self.starts += 1
         return self
 
@@ -267,7 +299,9 @@ class Node:
 class Cluster:
     """Nodes sharing one database, one watched folder and one sandbox."""
 
-    def __init__(self, root: Path, sandbox: Any, state_url: str, *, limit: int = 3) -> None:
+    def __init__(
+        self, root: Path, sandbox: Any, state_url: str, *, limit: int = 3, machine_local: bool
+    ) -> None:
         self.root = root
         self.sandbox = sandbox
         self.state_url = state_url
@@ -276,6 +310,12 @@ class Cluster:
         self.inbox = root / "inbox"
         self.results = root / "results"
         self.inbox.mkdir(parents=True, exist_ok=True)
+        self.machine_local = machine_local
+        """Each node's work dir at one path, its own files only (`MachineLocal`), as on
+        machines of their own; False: a folder per node, which every node can read."""
+        self.work_dir = root / "work"
+        """Every node's ``work_dir`` in its config when machine-local."""
+        self.work_dir.mkdir()
         self.overrides: dict[str, Any] = {}
         """Config changes for every node (each node may add its own)."""
         self.nodes: dict[str, Node] = {}
@@ -320,11 +360,15 @@ class Cluster:
         return {r["relpath"]: r["state"] for r in self.rows()}
 
     def claims(self) -> list[dict[str, Any]]:
-        """Every claim with its recording's relpath and state."""
+        """Every claim held now (not let go of: a released claim keeps its row with
+        ``expires_at`` 0), with its recording's relpath and state, and whether its lease ran
+        out (``expired``, on the server's clock)."""
         return query(
             self.state_url,
-            "SELECT c.recording_id, c.node, c.epoch, c.expires_at, r.relpath, r.state"
-            " FROM claims c JOIN recordings r ON r.id = c.recording_id ORDER BY c.recording_id",
+            "SELECT c.recording_id, c.node, c.epoch, c.expires_at, r.relpath, r.state,"
+            " c.expires_at <= EXTRACT(EPOCH FROM clock_timestamp()) AS expired"
+            " FROM claims c JOIN recordings r ON r.id = c.recording_id"
+            " WHERE c.expires_at > 0 ORDER BY c.recording_id",
         )
 
     def wait_terminal(self, relpaths: Iterable[str], timeout: float) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""The harness itself, on one node: a mapped batch on PostgreSQL done once each and in order;
-the TCP proxy cuts a connection and lets a new one through after it is started again."""
+"""The harness itself, on one node: a mapped batch on PostgreSQL done once each and in order,
+the node's work dir machine-local; the TCP proxy cuts a connection and lets a new one
+through after it is started again."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def test_one_node_on_postgres_does_a_mapped_batch_once_and_in_order(make_cluster
     figures = check_once_in_order(cluster, batch, timeout=90)
     assert figures["jobs_created"] == 12 and figures["puts"] == 4, figures
     assert figures["insights_files_by_node"].keys() == {"node-a"}
+    node = cluster.nodes["node-a"]
+    assert list((node.work_dir / "insights").glob("*.json")), "its work files are its own"
+    assert not list(cluster.work_dir.iterdir()), "and not in the path all nodes configure"
     assert cluster.nodes["node-a"].stop() == 0
 
 
