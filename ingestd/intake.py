@@ -47,6 +47,12 @@ log = structlog.get_logger()
 
 _CHUNK = 1 << 20
 HASH_THREADS = 2
+HASHED_AHEAD = 8
+"""Files fingerprinted at a time. A small file hashes far quicker than the commit that
+records it: with no bound the threads finished hundreds of hashes while the loop committed
+one, and every step of the pipeline (the batch's first probe, its first upload) waited in
+asyncio's ready queue behind all their commits (500 files: the first probe 1.7 s after the
+first file was recorded). Eight keep the threads busy and each step behind eight at most."""
 STORE_RETRY_INITIAL_SECONDS = 2.0
 STORE_RETRY_MAX_SECONDS = 30.0
 """Back-off between tries while the state database cannot be written."""
@@ -130,6 +136,7 @@ class Intake:
         # Hashing has threads of its own: a batch of hundreds of files would otherwise queue
         # ahead of the pipeline's probes and upload reads in asyncio's shared pool.
         self._hashing = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="ingestd-hash")
+        self._hash_slots = asyncio.Semaphore(HASHED_AHEAD)
         # set (and replaced) whenever a file leaves `_busy` or gets its mtime: `_wait_turn`
         self._turn = asyncio.Event()
 
@@ -239,9 +246,10 @@ class Intake:
             return False
         structlog.contextvars.bind_contextvars(watch=watch.name, path=rel)
         try:
-            digest = await asyncio.get_running_loop().run_in_executor(
-                self._hashing, sha256_file, path
-            )
+            async with self._hash_slots:
+                digest = await asyncio.get_running_loop().run_in_executor(
+                    self._hashing, sha256_file, path
+                )
         except PermissionError:
             self._record_unreadable(watch, rel, before)
             return True
