@@ -30,6 +30,8 @@ BENCHMARKS = {
     "transcode": "bench.transcode",
     "openai": "bench.openai",
     "growth": "bench.growth",
+    "nodes": "bench.nodes",
+    "failover": "bench.failover",
 }
 """Run order: requests and dashboard reuse the throughput run, and latency's baseline serves
 all three."""
@@ -71,11 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")
     parser.add_argument("--json", type=Path, help="where to write the results")
+    parser.add_argument(
+        "--failover-kills", type=int, metavar="N",
+        help="kills the failover benchmark times (default 10, 3 with --quick; ~35 s each)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ingestd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(quick=args.quick, workdir=workdir, keep=args.keep)
+    ctx = Context(
+        quick=args.quick, workdir=workdir, keep=args.keep, failover_kills=args.failover_kills
+    )
     started = time.monotonic()
     rows: list[Row] = []
     timings: dict[str, float] = {}

@@ -71,6 +71,8 @@ class Context:
     quick: bool
     workdir: Path
     keep: bool = False
+    failover_kills: int | None = None
+    """``--failover-kills N``: how many kills the failover benchmark times."""
     cache_dir: Path = REPO / "bench" / ".cache"
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -196,6 +198,52 @@ def request_counts(stats: dict[str, Any]) -> dict[str, int]:
         else:
             kinds["other"] += n
     return kinds
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+POSTGRES_ADMIN = os.environ.get(
+    "INGESTD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+"""The server the several-node benchmarks make their databases on (a database each, dropped
+after the run); ``INGESTD_BENCH_POSTGRES`` names another (a URL to its admin database)."""
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on `POSTGRES_ADMIN`'s server for one run; its URL. A server
+    that is down fails the benchmark, saying so."""
+    import secrets
+
+    import psycopg
+
+    name = f"ingestd_bench_{secrets.token_hex(5)}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        raise RuntimeError(
+            f"PostgreSQL at {POSTGRES_ADMIN} is unusable ({exc}); start it (scripts/services)"
+            " or name another with INGESTD_BENCH_POSTGRES"
+        ) from None
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def node_config(
+    config: dict[str, Any], inbox: Path, state_url: str, name: str, work_dir: Path, **node: Any
+) -> dict[str, Any]:
+    """`config` (from `daemon_config`) as node `name` of several on `state_url` that share
+    the watched folder `inbox`; `node` adds ``node:`` keys (heartbeat_seconds, ...)."""
+    config = dict(config)
+    config["watch"] = [{**config["watch"][0], "path": str(inbox)}]
+    config["state"] = {"url": state_url, "work_dir": str(work_dir)}
+    config["node"] = {"name": name, **node}
+    return config
 
 
 # -- the daemon ------------------------------------------------------------------------------
