@@ -44,7 +44,7 @@ def test_two_nodes_wait_for_a_restarted_server_and_lose_or_double_nothing(
     sandbox.set_options({"job_seconds": 0.3})
     figures = check_once_in_order(cluster, batch, timeout=120)
     assert figures["appends_sent_again"] == 0, figures
-    # every lease aged while the server was down; each node keeps its own work (FINDINGS 2)
+    # every lease aged while the server was down; each node keeps its own work
     assert not cluster.events("work_adopted"), cluster.events("work_adopted")
     assert not cluster.events("lease_lost"), cluster.events("lease_lost")
     for node in cluster.nodes.values():

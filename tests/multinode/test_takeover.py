@@ -157,7 +157,7 @@ def test_a_node_killed_while_delivering_leaves_the_delivery_to_another(
     """SIGKILL the node whose Slack post hangs (the recording in ``delivering``): once its
     lease runs out the other node delivers. Its work dir is not the dead node's (machine-
     local), so the insights that node fetched there are not at hand: it fetches them again
-    and the outbox goes on (the README's takeover table; FINDINGS.md 1)."""
+    and the outbox goes on (the README's takeover table)."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     with serve_fake_slack() as slack:

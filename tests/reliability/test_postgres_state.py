@@ -213,6 +213,7 @@ def test_a_second_daemon_with_the_same_node_name_is_refused(
     first = env.daemon().start()
     first.wait_ready()
     twin = IngestdEnv(tmp_path / "twin", env.sandbox_url)
+    twin.daemons = env.daemons  # stopped with the test's own, pass or fail
     twin.write_config(
         state={"url": postgres_database, "work_dir": str(twin.root / "work")},
         node={"name": "recorder-1"},
@@ -266,6 +267,7 @@ FAST_LEASES = {"heartbeat_seconds": 0.5, "lease_seconds": 2}
 def second_node(env: IngestdEnv, tmp_path: Path, url: str, name: str) -> IngestdEnv:
     """Another node of `env`'s database: its own work dir and log, the same watch folder."""
     other = IngestdEnv(tmp_path / name, env.sandbox_url)
+    other.daemons = env.daemons  # stopped with the test's own, pass or fail
     other.state_db = url  # type: ignore[assignment]
     other.write_config(
         state={"url": url, "work_dir": str(other.root / "work")},
@@ -396,6 +398,7 @@ def test_a_share_mounted_elsewhere_is_read_under_each_nodes_own_path(
     mount_b = tmp_path / "mnt-b"
     mount_b.symlink_to(share, target_is_directory=True)
     other = IngestdEnv(tmp_path / "b", env.sandbox_url)
+    other.daemons = env.daemons  # stopped with the test's own, pass or fail
     other.write_config(
         state={"url": postgres_database, "work_dir": str(other.root / "work")},
         watch={**watch, "path": str(mount_b)},
