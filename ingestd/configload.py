@@ -154,7 +154,7 @@ def _state_url(
 ) -> tuple[str, str | None, Path]:
     """``state.url``: ``sqlite:///PATH`` (the default) or ``postgresql://USER@HOST/DB``
     (password from ``state.password``/``password_file``); with the default work_dir."""
-    from ingestd.store.postgres import is_postgres_url, url_problem
+    from ingestd.store.urls import is_postgres_url, url_problem
 
     url = state.get("url", "sqlite:///state/state.db")
     password = state.get("password")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ingestd.store.base import RecordingRow, Store, StoreSnapshot
 from ingestd.store.sqlite import SqliteStore
+from ingestd.store.urls import is_postgres_url
 
 if TYPE_CHECKING:
     from ingestd.config import Config
@@ -35,9 +36,9 @@ def open_store(target: Path | str, *, password: str | None = None, wait: bool = 
 
     `wait`: the daemon's store waits for a PostgreSQL server that is down or restarting
     (and says so in the log) instead of failing; a command's fails at once."""
-    from ingestd.store.postgres import PostgresStore, is_postgres_url
-
     if is_postgres_url(target):
+        from ingestd.store.postgres import PostgresStore  # psycopg only when it is used
+
         return PostgresStore(str(target), password=password, wait=wait)
     return SqliteStore(Path(target))
 
@@ -52,8 +53,8 @@ def open_configured(config: Config, *, wait: bool = False) -> Store:
 def open_read_only(target: Path | str, *, password: str | None = None) -> Store:
     """The state store at `target`, read-only, creating nothing (for tools and tests that read
     while a daemon may be writing); raises `StoreError` when it cannot be read."""
-    from ingestd.store.postgres import PostgresStore, is_postgres_url
-
     if is_postgres_url(target):
+        from ingestd.store.postgres import PostgresStore
+
         return PostgresStore.read_only(str(target), password)
     return SqliteStore.read_only(Path(target))

@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import structlog
@@ -47,11 +46,11 @@ from ingestd.errors import ConfigError, StoreError
 from ingestd.store.claims import PostgresClaims
 from ingestd.store.nodes import PostgresNodes
 from ingestd.store.sqlite import SqliteStore, _Result
+from ingestd.store.urls import display_url, is_postgres_url, url_problem  # noqa: F401
 
 log = structlog.get_logger()
 
 SCHEMA_VERSION = 2  # 1: the tables of SQLite schema 2, plus nodes and claims; 2: job_limits
-SCHEMES = ("postgresql://", "postgres://")
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 30
 """How long a write waits for another writer (SQLite's busy timeout)."""
@@ -76,34 +75,6 @@ _ACCESS_TROUBLE = re.compile(
     re.IGNORECASE,
 )
 """PostgreSQL's words for what only the operator can fix: waiting will not change them."""
-
-
-def is_postgres_url(target: object) -> bool:
-    return isinstance(target, str) and target.startswith(SCHEMES)
-
-
-def url_problem(url: str) -> str | None:
-    """What is wrong with a ``state.url`` for PostgreSQL, or None (for configload)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - a non-numeric port only fails when read
-    except ValueError as exc:
-        return f"not a valid PostgreSQL URL ({exc})"
-    if not parts.hostname:
-        return "expected postgresql://USER@HOST[:PORT]/DATABASE (no host given)"
-    if not parts.path.strip("/"):
-        return "expected postgresql://USER@HOST[:PORT]/DATABASE (no database given)"
-    return None
-
-
-def display_url(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 class ConnectionLost(Exception):
