@@ -233,6 +233,9 @@ def _write_error_note(target: Path, row: RecordingRow) -> None:
 # -- the daemon's side ----------------------------------------------------------------------
 
 
+_UNFINISHED = (Disposal.PLANNED, Disposal.COPIED)
+
+
 class Disposals:
     """Plans (from ``done``/``rejected`` events) and carries out each file's action."""
 
@@ -284,10 +287,14 @@ class Disposals:
             log.info("after_planned", recording_id=row.id, action=after.action, target=target)
 
     async def run_due(self, now: float) -> None:
-        for planned in self.store.disposals_due(now):
-            if not self._take(planned["recording_id"]):
+        for due in self.store.disposals_due(now):
+            if not self._take(due["recording_id"]):
                 continue
+            # with several nodes, another may have carried it out since the list was read
+            planned = self.store.disposal(due["recording_id"]) if self.shared else due
             try:
+                if planned is None or Disposal(planned["state"]) not in _UNFINISHED:
+                    continue
                 await self.carry_out(planned)
             except OSError as exc:
                 self._failed_attempt(planned, exc)
@@ -302,7 +309,7 @@ class Disposals:
                 )
             finally:
                 if self.shared is not None:
-                    self.shared.done(planned["recording_id"])
+                    self.shared.done(due["recording_id"])
 
     def _take(self, recording_id: int) -> bool:
         """With several nodes: this node acts on the file only if it watches its folder
