@@ -479,8 +479,12 @@ def test_two_nodes_move_each_file_and_delete_each_conversation_once(
     stats = sandbox.stats()
     assert stats["conversations_deleted"] == len(hashes)
     assert "404" not in stats["requests"]["conversation"], "a second DELETE found it gone"
-    deleted = [e for e in events_of(nodes) if e["event"] == "conversation_deleted_at_api"]
-    assert len(deleted) == len(hashes)
+
+    def deleted() -> list[dict]:  # each logged once its DELETE was answered
+        return [e for e in events_of(nodes) if e["event"] == "conversation_deleted_at_api"]
+
+    wait_for(lambda: len(deleted()) >= len(hashes), 10, "every deletion logged")
+    assert len(deleted()) == len(hashes)
     events = events_of(nodes)
     troubles = [e for e in events if e["event"] in ("after_failed", "after_held", "after_crashed")]
     assert not troubles, troubles
