@@ -313,6 +313,7 @@ class Daemon:
         self._by_name: dict[str, list[dict[str, Any]]] = {}
         self._offset = 0
         self._partial = b""
+        self._profiler: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -331,7 +332,34 @@ class Daemon:
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
             )
+        self._start_profiler()
         return self
+
+    def _start_profiler(self) -> None:
+        """With INGESTD_BENCH_PROFILE=DIR, py-spy samples the daemon until it stops and
+        writes DIR/<config dir>-<pid>.txt (collapsed stacks: `flamegraph.pl`, speedscope,
+        or sort by count) -- the profile the performance issues ask for before a change."""
+        out_dir = os.environ.get("INGESTD_BENCH_PROFILE")
+        if not out_dir or self.process is None:
+            return
+        py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        out = Path(out_dir) / f"{self.root.name}-{self.process.pid}.txt"
+        self._profiler = subprocess.Popen(
+            [py_spy, "record", "--pid", str(self.process.pid), "--rate", "250", "--format",
+             "raw", "--output", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def _stop_profiler(self) -> None:
+        if self._profiler is not None and self._profiler.poll() is None:
+            self._profiler.send_signal(signal.SIGINT)
+            try:
+                self._profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._profiler.kill()
+        self._profiler = None
 
     def events(self) -> list[dict[str, Any]]:
         """Every event logged since `start`, parsed once each."""
@@ -385,6 +413,7 @@ class Daemon:
     def stop(self, timeout: float = 60) -> int | None:
         if self.process is None:
             return None
+        self._stop_profiler()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -32,7 +32,7 @@ from ingestd.configload import load_config, locate, unknown_watch_keys
 from ingestd.errors import ConfigError, IngestdError, LeaseLost, StoreError
 from ingestd.folders import FolderGuard, prepare_folders
 from ingestd.intake import Intake
-from ingestd.lifecycle import IN_FLIGHT, PIPELINE, PREPARING, State
+from ingestd.lifecycle import PIPELINE, PREPARING, State
 from ingestd.logging import register_config_secrets
 from ingestd.metrics import Health, MetricsServer
 from ingestd.nodes import Membership
@@ -514,18 +514,19 @@ class Daemon:
     async def _dispatch_loop(self) -> None:
         while not self._stopping.is_set():
             self._kick.clear()
-            self._dispatch_once()
-            wakeup = self.store.next_wakeup()
+            wakeup = self._dispatch_once()
             timeout = 5.0 if wakeup is None else min(5.0, max(0.05, wakeup - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
-    def _dispatch_once(self) -> None:
+    def _dispatch_once(self) -> float | None:
+        """Start what may run now; the earliest back-off deadline (to wake up then)."""
         self.placement.new_round()
-        limit = self.pipeline.job_limit()
+        limit = self.pipeline.job_limit(planning=True)
+        outlook = self.store.outlook()
         # and those dispatched by an earlier round whose task has not reached submitting yet
         started = sum(1 for _, state in self._active.values() if state is State.QUEUED)
-        in_flight = self.store.count_states(IN_FLIGHT) + started
+        in_flight = outlook.in_flight + started
         # Probes and transcodes are CPU work: a few at a time get the first recordings to the
         # API at once, where starting a whole batch together would starve the event loop.
         preparing_limit = 2 * self.config.pipeline.transcode_workers
@@ -552,19 +553,22 @@ class Daemon:
             row = self.pipeline.current(row_id)
             if state is State.QUEUED and (self.store.earlier_part_pending(row) or hold.holds(row)):
                 continue
-            claim = self._claim(row)
-            if claim is None:
+            claimed = self._claim(row)
+            if claimed is None:
                 if state in PREPARING:
                     preparing -= 1
                 continue
+            claim, row = claimed
             if state is State.QUEUED:
                 in_flight += 1
             task = asyncio.create_task(self._drive(row, claim))
             self._active[row.id] = (task, row.state)
+        return outlook.next_wakeup
 
-    def _claim(self, row: RecordingRow) -> Claim | None:
-        """Claim `row` for this node, or None: another node drives it, or this node should
-        not (`ingestd.placement`: its folder or tools are not here, it drains, ...)."""
+    def _claim(self, row: RecordingRow) -> tuple[Claim, RecordingRow] | None:
+        """Claim `row` for this node: the claim and the row to drive, or None: another node
+        drives it, or this node should not (`ingestd.placement`: its folder or tools are not
+        here, it drains, ...)."""
         if not self.placement.may_claim(row):
             return None
         claim = self.store.claim(row.id, self.config.node_name, self.config.node_lease_seconds)
@@ -573,6 +577,15 @@ class Daemon:
         if self.membership.draining and claim.previous_node != self.config.node_name:
             self.store.unclaim(row.id)  # drained since this round read the claims
             return None
+        if claim.previous_node not in (None, self.config.node_name):
+            # Another node drove it last, perhaps a stage further since this round read it
+            # (between that read and this claim): drive it as it stands, or not now.
+            fresh = self.pipeline.current(row.id)
+            if fresh.state is not row.state or fresh.next_attempt_at > time.time():
+                self.store.unclaim(row.id)
+                self._kick.set()  # the next round sees it as it is now
+                return None
+            row = fresh
         if claim.adopted_from is not None:
             log.info(
                 "work_adopted",
@@ -582,7 +595,7 @@ class Daemon:
                 epoch=claim.epoch,
             )
             self.pipeline.adopted(row)
-        return claim
+        return claim, row
 
     async def _drive(self, row: RecordingRow, claim: Claim) -> None:
         """Run a recording's stages back to back until it must wait or is finished; then

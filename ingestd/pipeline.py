@@ -72,6 +72,8 @@ RATE_LIMITED_PAUSE_SECONDS = 2.0
 also waits for a job slot under the lowered limit)."""
 DISK_FULL_RECHECK_SECONDS = 30.0
 """The longest wait between tries while the work directory is full."""
+PLANNING_LIMIT_SECONDS = 1.0
+"""How old the job limit the dispatcher plans with may be (`Pipeline.job_limit`)."""
 
 
 def backoff_seconds(attempt: int, initial: float, maximum: float) -> float:
@@ -134,6 +136,10 @@ class Pipeline:
         self._in_doubt: dict[int, tuple[float, float] | None] = {}
         started = time.time()
         self._earlier_run_doubt = (started, started + RESTART_GRACE_SECONDS)
+        self._planning_limit: tuple[float, int] | None = None  # (read at, limit): job_limit
+        # recording id -> the row as the running stage's last write left it (`run_stage`;
+        # None: nothing written yet); only while the stage runs
+        self._written: dict[int, RecordingRow | None] = {}
         self._stages: dict[State, Callable[[RecordingRow], Awaitable[None]]] = {
             State.DISCOVERED: self._discovered,
             State.PROBED: self._probed,
@@ -153,7 +159,17 @@ class Pipeline:
 
     def transition(self, row: RecordingRow, new: State, **kwargs: Any) -> RecordingRow:
         """Commit a state change, then log it and tell the plugins (`Transitions.change`)."""
-        return self.transitions.change(row, new, **kwargs)
+        updated = self.transitions.change(row, new, **kwargs)
+        if row.id in self._written:
+            self._written[row.id] = updated
+        return updated
+
+    def _update(self, recording_id: int, **columns: Any) -> RecordingRow:
+        """`Store.update`, remembering the row it wrote (`run_stage`)."""
+        updated = self.store.update(recording_id, **columns)
+        if recording_id in self._written:
+            self._written[recording_id] = updated
+        return updated
 
     # -- the driver ----------------------------------------------------------------------
 
@@ -165,9 +181,18 @@ class Pipeline:
         """Run the stage of `row.state` once; return the row as it now stands."""
         stage = self._stages[row.state]
         row = localize(row, self.watches)
+        self._written[row.id] = None  # a stage runs: its writes are remembered
+        try:
+            return await self._run_stage(stage, row)
+        finally:
+            self._written.pop(row.id, None)
+
+    async def _run_stage(
+        self, stage: Callable[[RecordingRow], Awaitable[None]], row: RecordingRow
+    ) -> RecordingRow:
         try:
             if await self._replaced_under_it(row):
-                return self.current(row.id)
+                return self._as_written(row.id)
             await stage(row)
         except LeaseLost:
             raise  # another node has it now: nothing of this node's may be written
@@ -188,7 +213,16 @@ class Pipeline:
         except Exception as exc:  # a bug: keep the traceback, keep the daemon
             log.exception("stage_crashed", state=str(row.state))
             self._give_up(row, State.FAILED, f"internal error in stage {row.state}: {exc!r}")
-        return self.current(row.id)
+        return self._as_written(row.id)
+
+    def _as_written(self, recording_id: int) -> RecordingRow:
+        """The recording as the stage's last write left it (the store returns the row it
+        committed), or as read now when the stage wrote nothing of it through `transition`
+        or `_update`: one read fewer per stage."""
+        written = self._written.pop(recording_id, None)
+        if written is None:
+            return self.current(recording_id)
+        return localize(written, self.watches)
 
     async def _replaced_under_it(self, row: RecordingRow) -> bool:
         """Dismiss `row` when its file, which its next step reads (probe, transcode; an
@@ -228,7 +262,7 @@ class Pipeline:
         )
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
-        self.store.update(
+        self._update(
             row.id, attempts=attempts, next_attempt_at=time.time() + delay, error=redact(str(exc))
         )
         record_retry("stage")
@@ -372,16 +406,27 @@ class Pipeline:
         except JobSlotTaken as exc:
             log.debug("submission_deferred", reason=str(exc))
 
-    def job_limit(self) -> int:
+    def job_limit(self, *, planning: bool = False) -> int:
         """Jobs that may be in flight at the API now, from every node together: the
-        backend's limit, lowered for a while after a 429 (`ingestd.joblimit`)."""
-        return effective_job_limit(
+        backend's limit, lowered for a while after a 429 (`ingestd.joblimit`).
+
+        With `planning` (the dispatcher, many times a second under load) a reading up to
+        `PLANNING_LIMIT_SECONDS` old will do: the ``queued -> submitting`` transaction checks
+        against a fresh one, so a stale figure costs a deferred start at most."""
+        now = time.time()
+        if planning and self._planning_limit is not None:
+            read_at, limit = self._planning_limit
+            if 0 <= now - read_at < PLANNING_LIMIT_SECONDS:
+                return limit
+        limit = effective_job_limit(
             self.store,
             self.backend.name,
             job_limit(self.backend),
-            time.time(),
+            now,
             self.config.pipeline.job_limit_recovery_seconds,
         )
+        self._planning_limit = (now, limit)
+        return limit
 
     def _rate_limited(self, row: RecordingRow, exc: RateLimited) -> None:
         """The API refused the upload for the account's limit: nothing arrived. Back to the
@@ -389,6 +434,7 @@ class Pipeline:
         looked free (somebody else uses the account)."""
         now = time.time()
         others = self.store.count_states(IN_FLIGHT) - 1
+        self._planning_limit = None  # lowered, perhaps: the dispatcher reads it again
         note_rate_limited(
             self.store,
             self.backend.name,
@@ -443,7 +489,7 @@ class Pipeline:
         if row.upload_started_at is not None and conversation_id is None:
             adopted, look_again_at = await self._reconcile_new_conversation(row)
             if look_again_at is not None:  # the earlier upload may still land: not yet
-                self.store.update(row.id, next_attempt_at=look_again_at)
+                self._update(row.id, next_attempt_at=look_again_at)
                 self.on_change()
                 return
             if adopted:
@@ -487,7 +533,7 @@ class Pipeline:
             resend = row.upload_started_at is not None
             params = prepare(params, conversation_id=conversation_id, resend=resend)
         # params and start are durable before any byte leaves: a restart can look them up
-        self.store.update(row.id, upload_started_at=time.time(), params=dict(params))
+        self._update(row.id, upload_started_at=time.time(), params=dict(params))
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         try:
             upload = await fit_upload(
@@ -672,7 +718,7 @@ class Pipeline:
         )
         path = self.config.work_dir / "insights" / f"{row.conversation_id}.json"
         await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
-        self.store.update(row.id, insights_path=str(path))
+        self._update(row.id, insights_path=str(path))
         log.info("insights_fetched_again", missing=row.insights_path, saved=str(path))
         return insights
 
@@ -700,7 +746,7 @@ class Pipeline:
         failed = [d for d in deliveries if d["state"] == "failed"]
         waiting = [d for d in deliveries if d["state"] == "pending"]
         if waiting:
-            self.store.update(row.id, next_attempt_at=min(d["next_attempt_at"] for d in waiting))
+            self._update(row.id, next_attempt_at=min(d["next_attempt_at"] for d in waiting))
             self.on_change()
         elif failed:
             errors = "; ".join(f"{d['sink']}: {d['error']}" for d in failed)

@@ -94,6 +94,15 @@ class Claim:
     previous_node: str | None = None  # the node that drove it last, whether or not it let go
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """`Store.outlook`: the jobs in flight at the API (every node's), and the earliest
+    back-off deadline among non-terminal recordings (None: none)."""
+
+    in_flight: int
+    next_wakeup: float | None
+
+
 class AlreadyRecorded(Exception):
     """`Store.insert` of a file whose latest recording has the same content: another node
     watching the same folder recorded it first. Nothing was written."""
@@ -222,8 +231,9 @@ class Store(Protocol):
         queued recordings while every job slot is taken)."""
         ...
 
-    def next_wakeup(self) -> float | None:
-        """The earliest back-off deadline among non-terminal recordings."""
+    def outlook(self) -> Outlook:
+        """What the dispatcher reads every round, in one query: the jobs in flight (every
+        node's) and the earliest back-off deadline among non-terminal recordings."""
         ...
 
     def needs_upload_file(self, recording_id: int) -> bool:

@@ -25,12 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 from ingestd.errors import LeaseLost
-from ingestd.lifecycle import PIPELINE
+from ingestd.lifecycle import PIPELINE, State
 from ingestd.store.base import Claim, NodeInfo
 
 _NOW = (
-    "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8,"
-    " EXTRACT(EPOCH FROM pg_postmaster_start_time())::float8"
+    "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now,"
+    " EXTRACT(EPOCH FROM pg_postmaster_start_time())::float8 AS started"
 )
 RELEASED = 0.0
 """``expires_at`` of a claim its node let go of: free, and not a failover when taken."""
@@ -67,18 +67,15 @@ class PostgresClaims:
     def _now(self) -> float:
         return float(self._conn.execute(_NOW).fetchone()[0])
 
-    def _clock(self) -> tuple[float, float]:
-        """The server's time now, and when it (re)started."""
-        now, started = self._conn.execute(_NOW).fetchone()
-        return float(now), float(started)
-
     def claim(self, recording_id: int, node: str, lease_seconds: float) -> Claim | None:
         with self._tx():
-            now, server_started = self._clock()
-            row = self._conn.execute(
-                "SELECT node, epoch, expires_at FROM claims WHERE recording_id = ?",
+            clock_and_claim = self._conn.execute(  # one round trip: the clock and the row
+                f"SELECT clock.*, c.node, c.epoch, c.expires_at FROM ({_NOW}) AS clock"
+                " LEFT JOIN claims c ON c.recording_id = ?",
                 (recording_id,),
             ).fetchone()
+            now, server_started = float(clock_and_claim[0]), float(clock_and_claim[1])
+            row = clock_and_claim if clock_and_claim["node"] is not None else None
             held = self._fences.get(recording_id)
             adopted_from = previous = None
             before = None if row is None else (row["node"], row["expires_at"])
@@ -152,12 +149,12 @@ class PostgresClaims:
         self._before.pop(recording_id, None)
         if fence is None:
             return
-        with self._tx():
-            self._conn.execute(
-                "UPDATE claims SET expires_at = ?"
-                " WHERE recording_id = ? AND node = ? AND epoch = ?",
-                (RELEASED, recording_id, *fence),
-            )
+        # One statement on its own (autocommit), without the writers' lock: it touches only
+        # this claim's row, fenced by its epoch, and running it twice changes nothing.
+        self._conn.execute(
+            "UPDATE claims SET expires_at = ? WHERE recording_id = ? AND node = ? AND epoch = ?",
+            (RELEASED, recording_id, *fence),
+        )
 
     def renew_claims(self, node: str, lease_seconds: float) -> list[int]:
         lost = []
@@ -179,6 +176,25 @@ class PostgresClaims:
             )
         return lost
 
+    def _fenced_state(self, recording_id: int) -> State:
+        """`_fenced` and the recording's state, read in one round trip."""
+        fence = self._fences.get(recording_id)
+        if fence is None:
+            row = self._conn.execute(
+                "SELECT state FROM recordings WHERE id = ?", (recording_id,)
+            ).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT r.state, c.node, c.epoch FROM recordings r"
+                " LEFT JOIN claims c ON c.recording_id = r.id WHERE r.id = ?",
+                (recording_id,),
+            ).fetchone()
+        if row is None:
+            raise KeyError(recording_id)
+        if fence is not None:
+            self._refuse_unless_current(recording_id, fence, row)
+        return State(row[0])
+
     def _fenced(self, recording_id: int) -> None:
         """Inside a write transaction: `LeaseLost` unless this store's claim on the
         recording (if it holds one) is still the current one."""
@@ -188,11 +204,18 @@ class PostgresClaims:
         row = self._conn.execute(
             "SELECT node, epoch FROM claims WHERE recording_id = ?", (recording_id,)
         ).fetchone()
-        if row is None or (row["node"], row["epoch"]) != fence:
-            holder = f"node {row['node']!r}" if row is not None else "nobody"
+        self._refuse_unless_current(recording_id, fence, row)
+
+    @staticmethod
+    def _refuse_unless_current(recording_id: int, fence: tuple[str, int], row: Any) -> None:
+        """`LeaseLost` unless `row` (its ``node`` and ``epoch``; None: no claim row) is the
+        claim this store holds."""
+        node = None if row is None else row["node"]
+        if node is None or (node, row["epoch"]) != fence:
+            holder = f"node {node!r}" if node is not None else "nobody"
             raise LeaseLost(
                 recording_id,
                 f"recording {recording_id}: this node's lease ran out and {holder} took it "
-                f"over (epoch {row['epoch'] if row is not None else '?'}, ours {fence[1]}); "
+                f"over (epoch {row['epoch'] if node is not None else '?'}, ours {fence[1]}); "
                 f"the write was refused and the work dropped",
             )

@@ -5,7 +5,7 @@ one database (issue 12, DESIGN.md "Several nodes").
 Same semantics as SQLite by construction: `SqliteStore`'s SQL is kept portable, and this
 store runs those very methods over a connection (`_PgConnection`) that turns the few
 SQLite-isms into PostgreSQL (``?`` placeholders, ``INSERT OR IGNORE``, case-insensitive
-``LIKE``, ``lastrowid``). The contract suite (tests/unit/test_store*.py) runs every store
+``LIKE``). The contract suite (tests/unit/test_store*.py) runs every store
 test against both. What differs is the plumbing:
 
 - **Writers are serialized** as SQLite's ``BEGIN IMMEDIATE`` serializes them: each write
@@ -13,6 +13,10 @@ test against both. What differs is the plumbing:
   on the database sees the same one-writer-at-a-time order (events' ids are commit order).
   Several nodes share the database: each claims a recording before driving it, with a
   lease and a fencing token every write for it checks (`ingestd.store.claims`).
+- **Round trips are few**: a write transaction's BEGIN and lock go out with its first
+  statement, and the writes whose answer nobody reads (``defer``: the event row, the
+  outbox entries) with its COMMIT, each as one query string (`_PgConnection._send_queued`).
+  A state change is three round trips, where one per statement made it six.
 - **Schema**: versioned in ``ingestd_schema``, created and migrated at start under a
   transaction-scoped advisory lock, so nodes starting together migrate once.
 - **The server going away is waited for, not fatal** (daemon only, ``wait=True``): a lost
@@ -229,8 +233,6 @@ def _translate(sql: str) -> str:
     ignore = sql.startswith("INSERT OR IGNORE INTO")
     if ignore:
         sql = "INSERT INTO" + sql.removeprefix("INSERT OR IGNORE INTO") + " ON CONFLICT DO NOTHING"
-    if sql.startswith("INSERT INTO recordings "):
-        sql += " RETURNING id"
     return sql.replace(" LIKE ", " ILIKE ")  # SQLite's LIKE ignores case
 
 
@@ -247,6 +249,9 @@ class _PgConnection:
         self._store = store
         self._conn: psycopg.Connection[Any] | None = None
         self._xid: str | None = None  # the open write transaction's id, for a lost COMMIT
+        # statements of the open write transaction not sent yet (`_begin`, `defer`)
+        self._queued: list[tuple[str, list[Any] | None]] = []
+        self._opening = False  # its BEGIN is among them: nothing was sent yet
         self._stop_waiting = False
         self._stopped: str | None = None  # why the wait was given up (a stop signal)
         self.in_transaction = False
@@ -354,6 +359,7 @@ class _PgConnection:
 
     def close(self) -> None:
         self.in_transaction = False
+        self._queued, self._opening = [], False
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
@@ -376,39 +382,75 @@ class _PgConnection:
         return self._run(_placeholders(sql) if args else sql, args)
 
     def execute_script(self, script: str) -> None:
+        if self._queued:
+            self._send_queued()
         self._run(script, ())
+
+    def defer(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """A write whose answer nobody reads: inside a write transaction it goes out with
+        the next statement or the COMMIT (its error, if any, fails that one: the transaction
+        is rolled back as if it had failed here)."""
+        if not (self._opening or self._xid is not None):  # no write transaction open: now
+            self.execute(sql, args)
+            return
+        sql = _translate(sql)
+        self._queued.append((_placeholders(sql) if args else sql, list(args) if args else None))
 
     def _run(self, sql: str, args: Sequence[Any]) -> _Result:
         if self._conn is None:  # lost earlier: the daemon's store reconnects, others fail
             raise self._lost(None)
+        if self._queued:
+            return self._send_queued(sql, list(args) if args else None)
         try:
             cursor = self._conn.execute(sql, list(args) if args else None)  # type: ignore[arg-type]
             rows = cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise self._failure(exc) from None
-        lastrowid = rows[0][0] if sql.endswith(" RETURNING id") and rows else None
-        return _Result(rows, lastrowid, cursor.rowcount)
+        return _Result(rows, None, cursor.rowcount)
 
     def _begin(self, lock: int) -> None:
-        """BEGIN, the writers' lock and the transaction's id in one round trip."""
+        """BEGIN, the writers' lock and the transaction's id: sent with the transaction's
+        first statement (`_send_queued`)."""
         if self._conn is None:
             raise self._lost(None)
+        self._queued = [
+            ("BEGIN", None),
+            (f"SELECT pg_advisory_xact_lock({int(lock)}), pg_current_xact_id()::text", None),
+        ]
+        self._opening = True
+        self.in_transaction = True
+
+    def _send_queued(self, sql: str | None = None, args: list[Any] | None = None) -> _Result:
+        """The queued statements, then `sql` (if any), as one query string: one round trip,
+        one packet. Their parameters are bound client-side (psycopg quotes them), since the
+        server takes one statement per parameterized query. `sql`'s result, or the last
+        queued one's; an error in any fails the lot (the transaction is rolled back)."""
+        assert self._conn is not None
+        statements, self._queued = [*self._queued, *([(sql, args)] if sql else [])], []
+        opening, self._opening = self._opening, False
+        # a statement that came without parameters has its own % signs yet: doubled here
+        text = "; ".join(s if a else s.replace("%", "%%") for s, a in statements)
+        values = [v for _, a in statements for v in (a or ())]
         try:
-            cursor = self._conn.execute(
-                f"BEGIN; SELECT pg_advisory_xact_lock({int(lock)}), pg_current_xact_id()::text"
-            )
-            cursor.nextset()  # past BEGIN's empty result
-            row = cursor.fetchone()
+            cursor = psycopg.ClientCursor(self._conn)
+            cursor.execute(text, values)
+            if opening:  # BEGIN's result, then the lock's: the transaction's id
+                cursor.nextset()
+                self._xid = str(cursor.fetchone()[1])
+            while cursor.nextset():  # on to the last statement's result
+                pass
+            rows = cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise self._failure(exc) from None
-        self.in_transaction = True
-        self._xid = str(row[1])
+        return _Result(rows, None, cursor.rowcount)
 
     def _commit(self) -> None:
+        if self._opening:  # nothing sent yet: learn the transaction's id before its COMMIT
+            self._send_queued()
         xid, self._xid = self._xid, None
         self.in_transaction = False
         try:
-            self._run("COMMIT", ())
+            self._run("COMMIT", ())  # with the deferred writes, if any
         except ConnectionLost:
             if xid is None:
                 raise
@@ -438,6 +480,7 @@ class _PgConnection:
     def rollback(self) -> None:
         self._xid = None
         self.in_transaction = False
+        self._queued, self._opening = [], False
         if self._conn is None or self._conn.info.transaction_status == TransactionStatus.IDLE:
             return
         with contextlib.suppress(psycopg.Error):

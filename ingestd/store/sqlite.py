@@ -30,6 +30,7 @@ from ingestd.store.base import (
     Claim,
     JobSlotTaken,
     NodeInfo,
+    Outlook,
     RecordingRow,
     StoreSnapshot,
 )
@@ -170,10 +171,10 @@ class SqliteStore(OperatorTables):
                 size_bytes,
             ):
                 raise AlreadyRecorded(_row(latest))
-            cursor = self._conn.execute(
+            inserted = self._conn.execute(
                 "INSERT INTO recordings (watch, watch_root, relpath, size_bytes, mtime, sha256,"
                 " state, duplicate_of, sort_key, conversation_key, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (
                     watch,
                     watch_root,
@@ -188,19 +189,19 @@ class SqliteStore(OperatorTables):
                     now,
                     now,
                 ),
-            )
-            recording_id = cursor.lastrowid
+            ).fetchone()
+            recording_id = inserted["id"]
             if conversation_key is not None and pinned_conversation is not None:
-                self._conn.execute(
+                self._conn.defer(
                     "INSERT OR IGNORE INTO conversations (key, conversation_id, name, created_at)"
                     " VALUES (?, ?, NULL, ?)",
                     (conversation_key, pinned_conversation, now),
                 )
-            self._conn.execute(
+            self._conn.defer(
                 "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, NULL, ?, ?)",
                 (recording_id, now, str(state), json.dumps({"duplicate_of": duplicate_of})),
             )
-        return self.get(int(recording_id))  # type: ignore[arg-type]
+        return _row(inserted)
 
     def latest_for_path(self, watch: str, relpath: str) -> RecordingRow | None:
         rows = self._query(
@@ -261,12 +262,7 @@ class SqliteStore(OperatorTables):
         now = time.time()
         facts_json = redact(json.dumps(facts or {}, default=str))
         with self._tx():
-            self._fenced(recording_id)
-            old = State(
-                self._conn.execute(
-                    "SELECT state FROM recordings WHERE id = ?", (recording_id,)
-                ).fetchone()[0]
-            )
+            old = self._fenced_state(recording_id)
             if expected is not None and old is not expected:
                 raise TransitionError(
                     f"recording {recording_id} is {old}, not {expected}: changed meanwhile"
@@ -280,33 +276,35 @@ class SqliteStore(OperatorTables):
                 columns.setdefault("error", None)
             assignments = ", ".join(f"{c} = ?" for c in columns)
             values = [_encode(c, v) for c, v in columns.items()]
-            self._conn.execute(
-                f"UPDATE recordings SET state = ?, updated_at = ?, {assignments} WHERE id = ?",
+            written = self._conn.execute(
+                f"UPDATE recordings SET state = ?, updated_at = ?, {assignments} WHERE id = ?"
+                " RETURNING *",
                 [str(new), now, *values, recording_id],
-            )
-            self._conn.execute(
+            ).fetchone()
+            # Writes nobody reads an answer of: PostgreSQL sends them with the COMMIT.
+            self._conn.defer(
                 "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, ?, ?, ?)",
                 (recording_id, now, str(old), str(new), facts_json),
             )
             if mapping:
                 key, conversation_id, name = mapping
-                self._conn.execute(
+                self._conn.defer(
                     "INSERT OR IGNORE INTO conversations (key, conversation_id, name, created_at)"
                     " VALUES (?, ?, ?, ?)",
                     (key, conversation_id, name, now),
                 )
             if unmap:
-                self._conn.execute(
+                self._conn.defer(
                     "DELETE FROM conversations WHERE key = ? AND conversation_id = ?", unmap
                 )
             for sink in deliveries:
-                self._conn.execute(
+                self._conn.defer(
                     "INSERT INTO deliveries (recording_id, sink, state, updated_at)"
                     " VALUES (?, ?, 'pending', ?) ON CONFLICT (recording_id, sink) DO UPDATE"
                     " SET state = 'pending', attempts = 0, next_attempt_at = 0, error = NULL",
                     (recording_id, sink, now),
                 )
-        return self.get(recording_id)
+        return _row(written)  # the row as committed: no second read
 
     def update(self, recording_id: int, **columns: Any) -> RecordingRow:
         """Change columns without a state change (attempts, back-off, upload start)."""
@@ -316,11 +314,13 @@ class SqliteStore(OperatorTables):
         assignments = ", ".join(f"{c} = ?" for c in columns)
         with self._tx():
             self._fenced(recording_id)
-            self._conn.execute(
-                f"UPDATE recordings SET updated_at = ?, {assignments} WHERE id = ?",
+            written = self._conn.execute(
+                f"UPDATE recordings SET updated_at = ?, {assignments} WHERE id = ? RETURNING *",
                 [time.time(), *(_encode(c, v) for c, v in columns.items()), recording_id],
-            )
-        return self.get(recording_id)
+            ).fetchone()
+        if written is None:
+            raise KeyError(recording_id)
+        return _row(written)
 
     def _unclaimed(self) -> tuple[str, list[Any]]:
         """SQL (and its arguments) that leaves out of `runnable` what another node drives:
@@ -330,6 +330,17 @@ class SqliteStore(OperatorTables):
     def _fenced(self, recording_id: int) -> None:
         """Inside a write transaction: refuse the write if this store's claim on the
         recording was taken over. One daemon per SQLite file: nothing to check."""
+
+    def _fenced_state(self, recording_id: int) -> State:
+        """Inside a write transaction: `_fenced`, then the recording's state (PostgreSQL
+        reads both in one round trip)."""
+        self._fenced(recording_id)
+        row = self._conn.execute(
+            "SELECT state FROM recordings WHERE id = ?", (recording_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(recording_id)
+        return _STATES[row[0]]
 
     def _check_turn(self, recording_id: int, job_limit: int) -> None:
         """Inside the ``queued -> submitting`` transaction: within the job limit, in order."""
@@ -376,14 +387,15 @@ class SqliteStore(OperatorTables):
             )
         ]
 
-    def next_wakeup(self) -> float | None:
-        """The earliest back-off deadline among non-terminal recordings."""
-        marks = ",".join("?" * len(PIPELINE))
-        row = self._conn.execute(
-            f"SELECT MIN(next_attempt_at) FROM recordings WHERE state IN ({marks})",
-            [str(s) for s in PIPELINE],
+    def outlook(self) -> Outlook:
+        flying = ",".join("?" * len(IN_FLIGHT))
+        pending = ",".join("?" * len(PIPELINE))
+        in_flight, wakeup = self._conn.execute(
+            f"SELECT (SELECT COUNT(*) FROM recordings WHERE state IN ({flying})),"
+            f" (SELECT MIN(next_attempt_at) FROM recordings WHERE state IN ({pending}))",
+            [*(str(s) for s in IN_FLIGHT), *(str(s) for s in PIPELINE)],
         ).fetchone()
-        return row[0]
+        return Outlook(in_flight=int(in_flight), next_wakeup=wakeup)
 
     def needs_upload_file(self, recording_id: int) -> bool:
         """True while the recording may still upload (or re-upload) its work file."""
@@ -829,6 +841,11 @@ class _Connection:
             return _Result(cursor.fetchall(), cursor.lastrowid, cursor.rowcount)
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from None
+
+    def defer(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """A write whose result nobody reads (PostgreSQL sends it with the next statement
+        or the COMMIT); SQLite runs it now."""
+        self.execute(sql, args)
 
     def executescript(self, script: str) -> None:
         try:

@@ -10,6 +10,7 @@ import pytest
 from ingestd.errors import StoreError
 from ingestd.lifecycle import State, TransitionError
 from ingestd.store import SqliteStore, Store, open_store
+from ingestd.store.base import Outlook
 
 
 def add(store: Store, rel: str, key: str | None = None, sha: str | None = None):
@@ -132,6 +133,39 @@ class TestQueries:
         assert store.runnable(now, states=[State.PROBED]) == [(probed.id, State.PROBED)]
         assert store.runnable(now, states=[State.DONE]) == []
         assert store.runnable(now, states=[]) == []
+
+    def test_outlook_counts_jobs_in_flight_and_the_next_wakeup(self, store: Store) -> None:
+        """The dispatcher's one read per round: submitting and submitted recordings count
+        as jobs in flight; the wakeup is the earliest back-off of an unfinished one."""
+        assert store.outlook() == Outlook(in_flight=0, next_wakeup=None)
+        submitted, submitting, waiting, done = (add(store, f"{n}.wav") for n in "abcd")
+        path = (State.PROBED, State.TRANSCODED, State.QUEUED, State.SUBMITTING)
+        for state in path:
+            store.transition(submitting.id, state)
+        for state in (*path, State.SUBMITTED):
+            store.transition(submitted.id, state)
+        store.update(waiting.id, next_attempt_at=500.0)
+        store.transition(done.id, State.REJECTED, error="not media")
+        store.update(done.id, next_attempt_at=100.0)  # finished: not waited for
+        outlook = store.outlook()
+        assert outlook.in_flight == 2
+        assert outlook.next_wakeup == 0  # the two in flight may run now
+        store.update(submitted.id, next_attempt_at=700.0)
+        store.update(submitting.id, next_attempt_at=600.0)
+        assert store.outlook() == Outlook(in_flight=2, next_wakeup=500.0)
+
+    def test_writes_return_the_row_as_committed(self, store: Store) -> None:
+        """`transition` and `update` hand back what they wrote (no second read): the same
+        row a `get` reads afterwards."""
+        row = add(store, "a.wav")
+        moved = store.transition(row.id, State.PROBED, media={"kind": "audio"}, facts={"x": 1})
+        assert moved == store.get(row.id)
+        assert moved.state is State.PROBED and moved.media == {"kind": "audio"}
+        updated = store.update(row.id, next_attempt_at=42.0, error="later")
+        assert updated == store.get(row.id)
+        assert (updated.next_attempt_at, updated.error) == (42.0, "later")
+        with pytest.raises(KeyError):
+            store.update(row.id + 1000, next_attempt_at=1.0)
 
     def test_fingerprint_lookup_ignores_duplicates(self, store: Store) -> None:
         """The original of a fingerprint is the first non-duplicate recording."""
