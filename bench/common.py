@@ -346,8 +346,19 @@ class Daemon:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         out = Path(out_dir) / f"{self.root.name}-{self.process.pid}.txt"
         self._profiler = subprocess.Popen(
-            [py_spy, "record", "--pid", str(self.process.pid), "--rate", "250", "--format",
-             "raw", "--output", str(out), "--nonblocking"],
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(self.process.pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--nonblocking",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
