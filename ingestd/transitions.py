@@ -36,6 +36,18 @@ log = structlog.get_logger()
 FAILURE_ENDS = frozenset({State.FAILED, State.REJECTED})
 """Ends notified through ``ingestd_recording_failed``; ``done`` has its own hook."""
 
+QUIET_STEPS = frozenset(
+    {
+        (State.DISCOVERED, State.PROBED),
+        (State.PROBED, State.TRANSCODED),
+        (State.QUEUED, State.SUBMITTING),
+        (State.FETCHING, State.DELIVERING),
+    }
+)
+"""Changes that let no other recording start (no job slot, no probe or transcode slot, no
+conversation turn is freed) and that the recording's own driver follows with its next
+stage at once: the dispatcher is not woken for them (`on_change`), only for the rest."""
+
 
 def recording_of(row: RecordingRow, watches: Mapping[str, WatchConfig]) -> Recording:
     """The plugin-facing view of a row (with a stand-in watch if it left the config)."""
@@ -65,7 +77,8 @@ class Transitions:
         store: where the change is checked and committed.
         plugins: whose event hooks hear of it.
         recording: the plugin-facing view of a row (`recording_of` with the watches).
-        on_change: called after every change (the daemon wakes its dispatcher).
+        on_change: called after every change but the `QUIET_STEPS` (the daemon wakes its
+            dispatcher).
     """
 
     def __init__(
@@ -135,4 +148,5 @@ class Transitions:
         elif row.state in FAILURE_ENDS:
             error = row.error or str(facts.get("error") or row.state)
             self.plugins.notify("ingestd_recording_failed", recording=recording, error=error)
-        self.on_change()
+        if (old, row.state) not in QUIET_STEPS:
+            self.on_change()

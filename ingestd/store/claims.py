@@ -81,7 +81,7 @@ class PostgresClaims:
             before = None if row is None else (row["node"], row["expires_at"])
             if row is None:
                 epoch = 1
-                self._conn.execute(
+                self._conn.defer(  # sent with the COMMIT
                     "INSERT INTO claims (recording_id, node, epoch, expires_at)"
                     " VALUES (?, ?, ?, ?)",
                     (recording_id, node, epoch, now + lease_seconds),
@@ -103,7 +103,7 @@ class PostgresClaims:
                 epoch = row["epoch"] if mine else row["epoch"] + 1
                 if not mine and row["expires_at"] != RELEASED:
                     adopted_from = row["node"]
-                self._conn.execute(
+                self._conn.defer(  # sent with the COMMIT
                     "UPDATE claims SET node = ?, epoch = ?, expires_at = ? WHERE recording_id = ?",
                     (node, epoch, now + lease_seconds, recording_id),
                 )

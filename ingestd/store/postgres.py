@@ -250,7 +250,7 @@ class _PgConnection:
         self._conn: psycopg.Connection[Any] | None = None
         self._xid: str | None = None  # the open write transaction's id, for a lost COMMIT
         # statements of the open write transaction not sent yet (`_begin`, `defer`)
-        self._queued: list[tuple[str, list[Any] | None]] = []
+        self._queued: list[tuple[str, list[Any] | None, _Result | None]] = []
         self._opening = False  # its BEGIN is among them: nothing was sent yet
         self._stop_waiting = False
         self._stopped: str | None = None  # why the wait was given up (a stop signal)
@@ -386,15 +386,19 @@ class _PgConnection:
             self._send_queued()
         self._run(script, ())
 
-    def defer(self, sql: str, args: Sequence[Any] = ()) -> None:
-        """A write whose answer nobody reads: inside a write transaction it goes out with
-        the next statement or the COMMIT (its error, if any, fails that one: the transaction
-        is rolled back as if it had failed here)."""
+    def defer(self, sql: str, args: Sequence[Any] = ()) -> _Result:
+        """A write whose answer is not needed before the transaction ends: inside a write
+        transaction it goes out with the next statement or the COMMIT (an error in it fails
+        that one: the transaction is rolled back as if it had failed here). Its result (a
+        RETURNING clause's rows) is filled in once sent: read it after the transaction."""
         if not (self._opening or self._xid is not None):  # no write transaction open: now
-            self.execute(sql, args)
-            return
+            return self.execute(sql, args)
         sql = _translate(sql)
-        self._queued.append((_placeholders(sql) if args else sql, list(args) if args else None))
+        result = _Result([], None, 0)
+        self._queued.append(
+            (_placeholders(sql) if args else sql, list(args) if args else None, result)
+        )
+        return result
 
     def _run(self, sql: str, args: Sequence[Any]) -> _Result:
         if self._conn is None:  # lost earlier: the daemon's store reconnects, others fail
@@ -414,8 +418,8 @@ class _PgConnection:
         if self._conn is None:
             raise self._lost(None)
         self._queued = [
-            ("BEGIN", None),
-            (f"SELECT pg_advisory_xact_lock({int(lock)}), pg_current_xact_id()::text", None),
+            ("BEGIN", None, None),
+            (f"SELECT pg_advisory_xact_lock({int(lock)}), pg_current_xact_id()::text", None, None),
         ]
         self._opening = True
         self.in_transaction = True
@@ -426,23 +430,27 @@ class _PgConnection:
         server takes one statement per parameterized query. `sql`'s result, or the last
         queued one's; an error in any fails the lot (the transaction is rolled back)."""
         assert self._conn is not None
-        statements, self._queued = [*self._queued, *([(sql, args)] if sql else [])], []
+        statements = [*self._queued, *([(sql, args, None)] if sql else [])]
+        self._queued = []
         opening, self._opening = self._opening, False
         # a statement that came without parameters has its own % signs yet: doubled here
-        text = "; ".join(s if a else s.replace("%", "%%") for s, a in statements)
-        values = [v for _, a in statements for v in (a or ())]
+        text = "; ".join(s if a else s.replace("%", "%%") for s, a, _ in statements)
+        values = [v for _, a, _ in statements for v in (a or ())]
         try:
             cursor = psycopg.ClientCursor(self._conn)
             cursor.execute(text, values)
-            if opening:  # BEGIN's result, then the lock's: the transaction's id
-                cursor.nextset()
-                self._xid = str(cursor.fetchone()[1])
-            while cursor.nextset():  # on to the last statement's result
-                pass
-            rows = cursor.fetchall() if cursor.description is not None else []
+            last = _Result([], None, 0)
+            for i, (_, _, deferred) in enumerate(statements):  # one result per statement
+                if i:
+                    cursor.nextset()
+                rows = cursor.fetchall() if cursor.description is not None else []
+                if opening and i == 1:  # BEGIN's, then the lock's: the transaction's id
+                    self._xid = str(rows[0][1])
+                last = deferred if deferred is not None else _Result([], None, 0)
+                last._rows, last.rowcount = rows, cursor.rowcount
         except psycopg.Error as exc:
             raise self._failure(exc) from None
-        return _Result(rows, None, cursor.rowcount)
+        return last
 
     def _commit(self) -> None:
         if self._opening:  # nothing sent yet: learn the transaction's id before its COMMIT

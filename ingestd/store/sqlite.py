@@ -276,12 +276,12 @@ class SqliteStore(OperatorTables):
                 columns.setdefault("error", None)
             assignments = ", ".join(f"{c} = ?" for c in columns)
             values = [_encode(c, v) for c, v in columns.items()]
-            written = self._conn.execute(
+            # Writes read only once committed: PostgreSQL sends them with the COMMIT.
+            written = self._conn.defer(
                 f"UPDATE recordings SET state = ?, updated_at = ?, {assignments} WHERE id = ?"
                 " RETURNING *",
                 [str(new), now, *values, recording_id],
-            ).fetchone()
-            # Writes nobody reads an answer of: PostgreSQL sends them with the COMMIT.
+            )
             self._conn.defer(
                 "INSERT INTO events (recording_id, at, old, new, facts) VALUES (?, ?, ?, ?, ?)",
                 (recording_id, now, str(old), str(new), facts_json),
@@ -304,7 +304,7 @@ class SqliteStore(OperatorTables):
                     " SET state = 'pending', attempts = 0, next_attempt_at = 0, error = NULL",
                     (recording_id, sink, now),
                 )
-        return _row(written)  # the row as committed: no second read
+        return _row(written.fetchone())  # the row as committed: no second read
 
     def update(self, recording_id: int, **columns: Any) -> RecordingRow:
         """Change columns without a state change (attempts, back-off, upload start)."""
@@ -314,13 +314,14 @@ class SqliteStore(OperatorTables):
         assignments = ", ".join(f"{c} = ?" for c in columns)
         with self._tx():
             self._fenced(recording_id)
-            written = self._conn.execute(
+            written = self._conn.defer(  # read once committed
                 f"UPDATE recordings SET updated_at = ?, {assignments} WHERE id = ? RETURNING *",
                 [time.time(), *(_encode(c, v) for c, v in columns.items()), recording_id],
-            ).fetchone()
-        if written is None:
+            )
+        row = written.fetchone()
+        if row is None:
             raise KeyError(recording_id)
-        return _row(written)
+        return _row(row)
 
     def _unclaimed(self) -> tuple[str, list[Any]]:
         """SQL (and its arguments) that leaves out of `runnable` what another node drives:
@@ -842,10 +843,10 @@ class _Connection:
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from None
 
-    def defer(self, sql: str, args: Sequence[Any] = ()) -> None:
-        """A write whose result nobody reads (PostgreSQL sends it with the next statement
-        or the COMMIT); SQLite runs it now."""
-        self.execute(sql, args)
+    def defer(self, sql: str, args: Sequence[Any] = ()) -> _Result:
+        """A write whose result is not needed before the transaction ends (PostgreSQL sends
+        it with the next statement or the COMMIT); SQLite runs it now."""
+        return self.execute(sql, args)
 
     def executescript(self, script: str) -> None:
         try:
