@@ -60,6 +60,7 @@ def _name_the_group(item: pytest.Item, group: str) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _longest_files_first(items)
     everywhere = {"", Path(__file__).parent.relative_to(config.rootpath).as_posix()}
     for item in items:
         if not item.get_closest_marker("xdist_group"):
@@ -72,6 +73,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if groups and config.getoption("loadgroup", False):
             _name_the_group(item, "_".join(groups))
+
+
+def _longest_files_first(items: list[pytest.Item]) -> None:
+    """Files holding a ``slow(seconds=N)`` test run first, longest first, each file whole
+    and in its own order: the workers start on the long tests, so none is left running
+    alone at the end of the suite. The figures are hints from ``--durations``."""
+    longest: dict[str, float] = {}
+    for item in items:
+        mark = item.get_closest_marker("slow")
+        if mark is not None:
+            path = item.nodeid.split("::", 1)[0]
+            longest[path] = max(longest.get(path, 0.0), float(mark.kwargs.get("seconds", 0)))
+    if longest:
+        items.sort(key=lambda item: -longest.get(item.nodeid.split("::", 1)[0], -1.0))
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.multinode.support import (
     LEASE_SECONDS,
     by_conversation,
@@ -52,6 +54,7 @@ def write_figures(figures: dict, root: Path) -> None:
         target.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
 
 
+@pytest.mark.slow(seconds=50)
 def test_random_sigkills_of_random_nodes_lose_double_and_reorder_nothing(
     make_cluster, sandbox, tmp_path
 ) -> None:

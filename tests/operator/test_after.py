@@ -163,6 +163,7 @@ class TestMove:
         assert (done / "a.wav").exists() and not (ingestd_env.inbox / "a.wav").exists()
         daemon.stop()
 
+    @pytest.mark.slow(seconds=33)
     def test_a_file_changed_since_its_fingerprint_is_left_alone(
         self, ingestd_env, sandbox, make_media
     ) -> None:

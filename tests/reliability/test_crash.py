@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ingestd import mediagen
 from ingestd.testing import copy_slowly, drop
 
@@ -81,6 +83,7 @@ def test_figures_also_go_to_soak_out_when_set(tmp_path, monkeypatch) -> None:
     assert out.read_text() == (tmp_path / "b" / "soak-figures.json").read_text()
 
 
+@pytest.mark.slow(seconds=85)
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(
     ingestd_env, sandbox, tmp_path
 ) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from ingestd.testing import drop, wait_for
 
 from .support import all_events, created, created_by_sha, results, sha256, transcript
@@ -108,6 +110,7 @@ def test_lost_append_answer_is_resent_and_logged(ingestd_env, sandbox, make_medi
     assert daemon.stop() == 0
 
 
+@pytest.mark.slow(seconds=22)
 def test_connection_cut_during_upload_is_retried_once(ingestd_env, sandbox, make_media) -> None:
     """A connection cut before the server took the upload leads to exactly one conversation."""
     daemon = ingestd_env.daemon().start()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from ingestd.testing import wait_for
 
 from .support import cli, created, created_by_sha, results, sha256
@@ -74,6 +76,7 @@ class TestDaemonRunning:
         assert "latest failures" not in status.stdout, "a replaced file needs nobody"
         assert daemon.stop() == 0
 
+    @pytest.mark.slow(seconds=18)
     def test_retry_before_the_daemon_recorded_the_replacement(
         self, ingestd_env, sandbox, make_media
     ) -> None:

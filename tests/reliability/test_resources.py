@@ -211,6 +211,7 @@ def test_second_daemon_on_the_same_state_is_refused(ingestd_env, sandbox) -> Non
     assert first.stop() == 0
 
 
+@pytest.mark.slow(seconds=35)
 def test_state_database_locked_by_another_process(ingestd_env, sandbox, make_media) -> None:
     """An exclusive lock held longer than the busy timeout (30 s) on the state database is
     reported clearly; once released the file arriving meanwhile is done, once."""

@@ -357,6 +357,7 @@ def test_broken_config_exits_78_without_a_restart_loop(
     start_clean(container, api)
 
 
+@pytest.mark.slow(seconds=35)
 def test_stop_during_an_upload_then_resume_without_a_repeat(
     container: Container, api: Any, installed: dict, share: Path
 ) -> None:
