@@ -475,7 +475,8 @@ def test_two_nodes_move_each_file_and_delete_each_conversation_once(
     wait_for(lambda: not sandbox.conversations(), 60, "every conversation deleted")
     wait_for(lambda: len(list(done.rglob("*.wav"))) == len(hashes), 30, "every file moved")
     assert sorted(p.name for p in done.rglob("*.wav")) == sorted(Path(r).name for r in hashes)
-    assert not list(env.inbox.rglob("*.wav"))
+    # A move links the target first and removes the source after: wait for the removals.
+    wait_for(lambda: not list(env.inbox.rglob("*.wav")), 30, "every source removed")
     stats = sandbox.stats()
     assert stats["conversations_deleted"] == len(hashes)
     assert "404" not in stats["requests"]["conversation"], "a second DELETE found it gone"
