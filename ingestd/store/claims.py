@@ -179,20 +179,16 @@ class PostgresClaims:
     def _fenced_state(self, recording_id: int) -> State:
         """`_fenced` and the recording's state, read in one round trip."""
         fence = self._fences.get(recording_id)
-        if fence is None:
-            row = self._conn.execute(
-                "SELECT state FROM recordings WHERE id = ?", (recording_id,)
-            ).fetchone()
-        else:
-            row = self._conn.execute(
-                "SELECT r.state, c.node, c.epoch FROM recordings r"
-                " LEFT JOIN claims c ON c.recording_id = r.id WHERE r.id = ?",
-                (recording_id,),
-            ).fetchone()
+        if fence is None:  # not claimed by this store: nothing to check
+            return super()._fenced_state(recording_id)  # type: ignore[misc, no-any-return]
+        row = self._conn.execute(
+            "SELECT r.state, c.node, c.epoch FROM recordings r"
+            " LEFT JOIN claims c ON c.recording_id = r.id WHERE r.id = ?",
+            (recording_id,),
+        ).fetchone()
         if row is None:
             raise KeyError(recording_id)
-        if fence is not None:
-            self._refuse_unless_current(recording_id, fence, row)
+        self._refuse_unless_current(recording_id, fence, row)
         return State(row[0])
 
     def _fenced(self, recording_id: int) -> None:

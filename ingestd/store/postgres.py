@@ -14,9 +14,10 @@ test against both. What differs is the plumbing:
   Several nodes share the database: each claims a recording before driving it, with a
   lease and a fencing token every write for it checks (`ingestd.store.claims`).
 - **Round trips are few**: a write transaction's BEGIN and lock go out with its first
-  statement, and the writes whose answer nobody reads (``defer``: the event row, the
-  outbox entries) with its COMMIT, each as one query string (`_PgConnection._send_queued`).
-  A state change is three round trips, where one per statement made it six.
+  statement, and the writes read only once committed (``defer``: a state change's UPDATE
+  ... RETURNING, its event row, the outbox entries) with its COMMIT, each as one query
+  string (`_PgConnection._send_queued`). A state change is two round trips, where one per
+  statement made it seven.
 - **Schema**: versioned in ``ingestd_schema``, created and migrated at start under a
   transaction-scoped advisory lock, so nodes starting together migrate once.
 - **The server going away is waited for, not fatal** (daemon only, ``wait=True``): a lost
@@ -370,14 +371,14 @@ class _PgConnection:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Result:
         if sql == "BEGIN IMMEDIATE":  # `SqliteStore`'s write transaction
             self._begin(_WRITE_LOCK)
-            return _Result([], None, 0)
+            return _Result([], 0)
         if sql == "BEGIN":  # `SqliteStore`'s consistent read
             self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", ())
             self.in_transaction = True
-            return _Result([], None, 0)
+            return _Result([], 0)
         if sql == "COMMIT":
             self._commit()
-            return _Result([], None, 0)
+            return _Result([], 0)
         sql = _translate(sql)
         return self._run(_placeholders(sql) if args else sql, args)
 
@@ -394,7 +395,7 @@ class _PgConnection:
         if not (self._opening or self._xid is not None):  # no write transaction open: now
             return self.execute(sql, args)
         sql = _translate(sql)
-        result = _Result([], None, 0)
+        result = _Result([], 0)
         self._queued.append(
             (_placeholders(sql) if args else sql, list(args) if args else None, result)
         )
@@ -410,7 +411,7 @@ class _PgConnection:
             rows = cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise self._failure(exc) from None
-        return _Result(rows, None, cursor.rowcount)
+        return _Result(rows, cursor.rowcount)
 
     def _begin(self, lock: int) -> None:
         """BEGIN, the writers' lock and the transaction's id: sent with the transaction's
@@ -439,14 +440,14 @@ class _PgConnection:
         try:
             cursor = psycopg.ClientCursor(self._conn)
             cursor.execute(text, values)
-            last = _Result([], None, 0)
+            last = _Result([], 0)
             for i, (_, _, deferred) in enumerate(statements):  # one result per statement
                 if i:
                     cursor.nextset()
                 rows = cursor.fetchall() if cursor.description is not None else []
                 if opening and i == 1:  # BEGIN's, then the lock's: the transaction's id
                     self._xid = str(rows[0][1])
-                last = deferred if deferred is not None else _Result([], None, 0)
+                last = deferred if deferred is not None else _Result([], 0)
                 last._rows, last.rowcount = rows, cursor.rowcount
         except psycopg.Error as exc:
             raise self._failure(exc) from None

@@ -814,9 +814,8 @@ def _corrupt(path: Path, detail: str) -> StoreError:
 class _Result:
     """A statement's rows, fetched at once (so a failing read fails inside `execute`)."""
 
-    def __init__(self, rows: list[Any], lastrowid: int | None, rowcount: int) -> None:
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
         self._rows = rows
-        self.lastrowid = lastrowid
         self.rowcount = rowcount
 
     def fetchone(self) -> Any:
@@ -839,7 +838,7 @@ class _Connection:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> _Result:
         try:
             cursor = self._conn.execute(sql, args)
-            return _Result(cursor.fetchall(), cursor.lastrowid, cursor.rowcount)
+            return _Result(cursor.fetchall(), cursor.rowcount)
         except sqlite3.Error as exc:
             raise store_error(self.path, exc) from None
 
