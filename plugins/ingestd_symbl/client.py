@@ -355,7 +355,8 @@ class SymblClient(TaggedUploads):
         if hook:
             delays = poll_delays(maximum, maximum)
         elif estimate is not None:
-            delays = delays_around(max(0.0, estimate - (started - origin)), maximum)
+            spread = self.job_durations.spread(expected_seconds)
+            delays = delays_around(max(0.0, estimate - (started - origin)), maximum, spread)
         else:
             delays = poll_delays(self._first_delay(expected_seconds), maximum)
         status: JobStatus | None = None

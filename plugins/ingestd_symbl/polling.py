@@ -6,30 +6,39 @@ costs few reads. A fixed schedule is always late by part of a gap, though, and a
 account's job limit that lateness is a slot left idle.
 
 So the client learns how long jobs take (`JobDurations`): per second of media when the
-duration is known, else per job. Once it has an estimate, it polls every
-``poll_max_seconds`` at most until the estimate (so a wrong estimate is never later than a
-plain schedule would be), lands one poll on the estimate, and then polls densely, gaps
-growing from a twentieth of the estimate. A job found finished at the first poll pulls the
-estimate down a little, one still running pulls it up, so the estimate settles just around
-the real duration: about one read per job, seen within a few hundredths of its length.
+duration is known, else per job, and how much that varies (the mean absolute deviation).
+Once it has an estimate, it polls every ``poll_max_seconds`` at most until the estimate (so
+a wrong estimate is never later than a plain schedule would be), lands one poll on the
+estimate, and then polls densely: gaps growing ×1.5 from half the spread (at least a
+hundredth of the estimate). Jobs that always take about as long are seen within a hundredth
+of their length, jobs that vary are found with few reads.
+
+A job found finished at the first poll ended at most then; it is counted as having ended
+one spread earlier, so the estimate cannot only ever grow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 POLL_GROWTH = 1.5
 """Each gap is this much longer than the one before it."""
 
-MIN_GAP_SECONDS = 0.05
-"""The shortest gap after the estimate: a floor on reads for very short jobs."""
+MIN_GAP_SECONDS = 0.01
+"""The shortest gap after the estimate, a floor on reads for very short jobs."""
+
+MIN_GAP_FRACTION = 0.01
+"""The shortest gap after the estimate, as a fraction of it (0.6 s for a 60 s job)."""
+
+SPREAD_GAP = 0.5
+"""The first gap after the estimate, as a fraction of how much jobs vary."""
 
 SMOOTHING = 0.3
-"""Weight of the newest job in the estimate (an exponentially weighted mean)."""
+"""Weight of the newest job in the estimate and the spread (exponentially weighted)."""
 
-FINISHED_AT_FIRST_POLL = 0.9
-"""A job already finished at the first poll took at most that long; learn a bit less, so
-the next first poll comes a little earlier and the estimate cannot only ever grow."""
+FIRST_SPREAD = 0.1
+"""The spread assumed after the first job: a tenth of its length."""
 
 
 def poll_delays(first: float, maximum: float) -> Iterator[float]:
@@ -40,16 +49,31 @@ def poll_delays(first: float, maximum: float) -> Iterator[float]:
         delay = min(maximum, delay * POLL_GROWTH)
 
 
-def delays_around(estimate: float, maximum: float) -> Iterator[float]:
-    """Waits between polls for a job expected to take `estimate` seconds: gaps of at most
-    `maximum` up to the estimate, one poll landing on it, then gaps growing ×1.5 from a
-    twentieth of it (at least `MIN_GAP_SECONDS`), capped at `maximum`."""
+def delays_around(estimate: float, maximum: float, spread: float = 0.0) -> Iterator[float]:
+    """Waits between polls for a job expected to take `estimate` seconds, give or take
+    `spread`: gaps of at most `maximum` up to the estimate, one poll landing on it, then gaps
+    growing ×1.5 from half the spread (at least a hundredth of the estimate and
+    `MIN_GAP_SECONDS`), capped at `maximum`."""
     remaining = estimate
     while remaining > maximum:
         yield maximum
         remaining -= maximum
     yield remaining
-    yield from poll_delays(max(MIN_GAP_SECONDS, estimate / 20), maximum)
+    first_gap = max(MIN_GAP_SECONDS, MIN_GAP_FRACTION * estimate, SPREAD_GAP * spread)
+    yield from poll_delays(first_gap, maximum)
+
+
+@dataclass
+class _Learned:
+    """An exponentially weighted mean of durations and of their distance from it."""
+
+    mean: float
+    spread: float
+
+    def add(self, took: float) -> None:
+        distance = abs(took - self.mean)
+        self.mean += SMOOTHING * (took - self.mean)
+        self.spread += SMOOTHING * (distance - self.spread)
 
 
 class JobDurations:
@@ -62,27 +86,44 @@ class JobDurations:
     """
 
     def __init__(self) -> None:
-        self._per_media_second: float | None = None
-        self._per_job: float | None = None
+        self._per_media_second: _Learned | None = None
+        self._per_job: _Learned | None = None
+
+    def _learned(self, media_seconds: float | None) -> tuple[_Learned | None, float]:
+        if media_seconds and media_seconds > 0 and self._per_media_second is not None:
+            return self._per_media_second, media_seconds
+        return self._per_job, 1.0
 
     def estimate(self, media_seconds: float | None) -> float | None:
         """Expected seconds from submission to completion; None until a job was seen."""
-        if media_seconds and media_seconds > 0 and self._per_media_second is not None:
-            return self._per_media_second * media_seconds
-        return self._per_job
+        learned, scale = self._learned(media_seconds)
+        return None if learned is None else learned.mean * scale
+
+    def spread(self, media_seconds: float | None) -> float:
+        """How many seconds jobs like this one are off the estimate, typically (0 unknown)."""
+        learned, scale = self._learned(media_seconds)
+        return 0.0 if learned is None else learned.spread * scale
 
     def learn(self, media_seconds: float | None, last_running: float, finished: float) -> None:
         """One job, seen still running at `last_running` seconds after it was submitted (0
         if never) and finished at `finished`: the job ended somewhere in between."""
         if finished <= 0:
             return
-        took = FINISHED_AT_FIRST_POLL * finished if last_running <= 0 else (
-            (last_running + finished) / 2
-        )  # fmt: skip
-        self._per_job = _smooth(self._per_job, took)
+        self._per_job = _learn(self._per_job, last_running, finished)
         if media_seconds and media_seconds > 0:
-            self._per_media_second = _smooth(self._per_media_second, took / media_seconds)
+            self._per_media_second = _learn(
+                self._per_media_second, last_running / media_seconds, finished / media_seconds
+            )
 
 
-def _smooth(old: float | None, new: float) -> float:
-    return new if old is None else old + SMOOTHING * (new - old)
+def _learn(learned: _Learned | None, last_running: float, finished: float) -> _Learned:
+    if last_running > 0:
+        took = (last_running + finished) / 2
+    elif learned is None:
+        took = finished * (1 - FIRST_SPREAD)
+    else:  # finished at the first poll: it ended a typical spread before, at most
+        took = max(finished / 2, finished - learned.spread)
+    if learned is None:
+        return _Learned(took, FIRST_SPREAD * took)
+    learned.add(took)
+    return learned
