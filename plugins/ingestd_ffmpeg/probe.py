@@ -1,4 +1,5 @@
-"""What is in a file, by ffprobe; and every reason to reject it, said so the user can act.
+"""What is in a file, by ffprobe (a plain PCM wav by its header); and every reason to
+reject it, said so the user can act.
 
 Rejections (`Rejected`, "replace the file to retry"): not a regular file, unreadable
 (permission denied), empty, not media ffprobe can read (its first error line is quoted),
@@ -19,6 +20,7 @@ from ingestd import Media, Rejected
 
 from .runner import first_error_line, run_ffprobe
 from .truncation import check_complete
+from .wavheader import plain_pcm_media, read_wav_header
 
 MAY_LACK_DURATION = frozenset({"matroska", "webm", "ogg", "aac", "amr", "mpegts", "flv"})
 """Formats that are valid without a stored duration (a browser's MediaRecorder webm, a
@@ -36,8 +38,17 @@ def probe_file(path: Path, relpath: str) -> Media:
     """Probe `path` (shown to the user as `relpath`) and check it is complete, usable media.
 
     Blocks for up to two ffprobe runs of at most 30 s each; call it from a worker thread.
+    A plain PCM wav is described from its header, with no ffprobe run (`wavheader`).
     """
-    _check_readable(path, relpath)
+    size = _check_readable(path, relpath)
+    try:
+        header = read_wav_header(path)
+    except OSError:
+        header = None  # ffprobe's run below says what is wrong with the file
+    media = plain_pcm_media(header, size) if header else None
+    if media is not None:
+        check_complete(path, relpath, media)
+        return media
     completed = run_ffprobe(
         ["-v", "error", "-show_format", "-show_streams", "-of", "json"], path, relpath
     )
@@ -112,8 +123,9 @@ def _is_real_video(stream: dict[str, Any]) -> bool:
     )
 
 
-def _check_readable(path: Path, relpath: str) -> None:
+def _check_readable(path: Path, relpath: str) -> int:
     """Fail fast and clearly before ffprobe: missing, not a file, unreadable, empty.
+    Returns the file's size.
 
     A fifo or device in a watched folder would block ffprobe (and a worker) forever.
     """
@@ -131,6 +143,7 @@ def _check_readable(path: Path, relpath: str) -> None:
         raise Rejected(f"cannot read {relpath}: {os.strerror(exc.errno or 0)}") from None
     if info.st_size == 0:
         raise Rejected(f"{relpath} is empty (0 bytes); replace the file to retry")
+    return info.st_size
 
 
 def _unreadable(path: Path, relpath: str, stderr: str) -> Rejected:

@@ -22,7 +22,6 @@ way, and accepts the file when that finds nothing either.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import structlog
@@ -30,6 +29,7 @@ import structlog
 from ingestd import Media, Rejected, Retryable
 
 from .runner import run_ffprobe
+from .wavheader import read_wav_header
 
 log = structlog.get_logger()
 
@@ -38,9 +38,6 @@ TAIL_SECONDS = 5.0
 
 ALL_PACKETS_TIMEOUT_SECONDS = 120.0
 """For the fallback that lists every packet of the file: a few seconds per hour of media."""
-
-_WAV_HEADER_BYTES = 64 * 1024
-_PLACEHOLDER_SIZES = (0, 0xFFFFFFFF)  # streamed wavs: the writer never knew the length
 
 
 def check_complete(path: Path, relpath: str, media: Media) -> None:
@@ -59,22 +56,10 @@ def check_complete(path: Path, relpath: str, media: Media) -> None:
 def wav_promise(path: Path) -> tuple[int, int, int] | None:
     """``(data_offset, data_bytes, byte_rate)`` from a RIFF/WAVE header, or None when the
     header promises no length (RF64, placeholder sizes) or cannot be read."""
-    with open(path, "rb") as file:
-        header = file.read(_WAV_HEADER_BYTES)
-    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+    header = read_wav_header(path)
+    if header is None or header.data_bytes is None or not header.byte_rate:
         return None
-    offset, byte_rate = 12, 0
-    while offset + 8 <= len(header):
-        chunk_id = header[offset : offset + 4]
-        (size,) = struct.unpack_from("<I", header, offset + 4)
-        if chunk_id == b"fmt " and offset + 20 <= len(header):
-            byte_rate = struct.unpack_from("<I", header, offset + 16)[0]
-        elif chunk_id == b"data":
-            if size in _PLACEHOLDER_SIZES or not byte_rate:
-                return None
-            return offset + 8, size, byte_rate
-        offset += 8 + size + (size & 1)  # chunks are padded to an even length
-    return None
+    return header.data_offset, header.data_bytes, header.byte_rate
 
 
 def _check_wav(path: Path, relpath: str) -> bool:

@@ -254,8 +254,8 @@ class TestTimeout:
         monkeypatch.setattr(runner.executables, "ffprobe", lambda: str(hung))
         monkeypatch.setattr(runner, "PROBE_TIMEOUT_SECONDS", 0.3)
         started = time.monotonic()
-        with pytest.raises(Retryable, match=r"did not finish reading mono\.wav within 0 s"):
-            ingestd_ffmpeg.ingestd_probe(recording(media["mono.wav"]))
+        with pytest.raises(Retryable, match=r"did not finish reading tone\.mp3 within 0 s"):
+            ingestd_ffmpeg.ingestd_probe(recording(media["tone.mp3"]))
         assert time.monotonic() - started < 5
 
 

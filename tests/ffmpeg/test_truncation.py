@@ -160,15 +160,25 @@ def counting_ffprobe(folder: Path, real: str) -> tuple[Path, Path]:
     return script, runs
 
 
-class TestWavNeedsOneRun:
-    """A wav's header check is its truncation check: no packet read follows it."""
+class TestWavNeedsNoRun:
+    """A plain wav's header is its probe and its truncation check: no ffprobe runs."""
 
-    def test_complete_wav_is_probed_by_one_ffprobe_run(
+    def test_complete_wav_is_probed_without_ffprobe(
         self, files, real_ffprobe, use_ffprobe, tmp_path
     ) -> None:
         script, runs = counting_ffprobe(tmp_path, real_ffprobe)
         use_ffprobe(script)
         assert _probe(files["10min.wav"]) == pytest.approx(600.0, abs=0.2)
+        assert not runs.exists()
+
+    def test_a_wav_ffprobe_must_read_is_probed_by_one_run(
+        self, real_ffprobe, use_ffprobe, tmp_path
+    ) -> None:
+        """A mu-law wav (not described from its header) still needs no packet read."""
+        wav = mediagen.make_audio(tmp_path / "law.wav", codec="pcm_mulaw", seconds=3.0)
+        script, runs = counting_ffprobe(tmp_path, real_ffprobe)
+        use_ffprobe(script)
+        assert _probe(wav) == pytest.approx(3.0, abs=0.05)
         assert runs.read_text().count("run") == 1
 
     def test_mp3_still_gets_its_packet_read(

@@ -82,7 +82,7 @@ def not_internal(error: str | None) -> bool:
 @pytest.mark.parametrize(
     ("variable", "tool", "name"),
     [
-        ("INGESTD_FFPROBE", "ffprobe", "needs-probe.wav"),
+        ("INGESTD_FFPROBE", "ffprobe", "needs-probe.mp3"),  # a plain wav needs no ffprobe
         ("INGESTD_FFMPEG", "ffmpeg", "to-wav.flac"),
     ],
 )
