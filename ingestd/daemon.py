@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import os
 import signal
 import time
@@ -119,6 +120,21 @@ def validate_watches(config: Config, plugins: Plugins) -> None:
 
 STATUS_SECONDS = 1.0
 """How often the STATUS= line is recomputed; it is sent only when it changed."""
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation (Python's default: 700)."""
+
+
+def tune_garbage_collector() -> None:
+    """Once started: what start-up made (modules, plugins, config) lives as long as the
+    daemon, so it is frozen out of every later collection, and the young generation is
+    collected every 10,000 allocations instead of 700 -- a recording makes thousands of
+    short-lived objects, and collecting them 15 times over walked live ones each time
+    (issue 18's profile: about 2 % of the daemon's CPU in the collector)."""
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
 
 
 def _heartbeat_seconds() -> float:
@@ -284,6 +300,7 @@ class Daemon:
         if systemd.notify_socket():
             self._spawn(self._status_updates(status))
         self.health.ready()
+        tune_garbage_collector()
         log.info("daemon_ready")
         try:
             await self._dispatch_loop()
