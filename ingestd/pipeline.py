@@ -16,9 +16,10 @@ import os
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -74,6 +75,9 @@ DISK_FULL_RECHECK_SECONDS = 30.0
 """The longest wait between tries while the work directory is full."""
 PLANNING_LIMIT_SECONDS = 1.0
 """How old the job limit the dispatcher plans with may be (`Pipeline.job_limit`)."""
+JUST_SAVED_KEPT = 16
+"""Insights kept in memory for their delivery (`Pipeline._save_insights`): that delivery
+follows at once, so only those whose recording another node took on linger."""
 
 
 def backoff_seconds(attempt: int, initial: float, maximum: float) -> float:
@@ -140,6 +144,9 @@ class Pipeline:
         # recording id -> the row as the running stage's last write left it (`run_stage`;
         # None: nothing written yet); only while the stage runs
         self._written: dict[int, RecordingRow | None] = {}
+        # insights file -> the insights this process just saved there, for the delivery that
+        # follows the fetch at once (`_insights_here`); taken by it, at most a few kept
+        self._just_saved: OrderedDict[str, Insights] = OrderedDict()
         self._stages: dict[State, Callable[[RecordingRow], Awaitable[None]]] = {
             State.DISCOVERED: self._discovered,
             State.PROBED: self._probed,
@@ -692,7 +699,7 @@ class Pipeline:
             row.conversation_id, self.config.pipeline.fetch
         )
         path = self.config.work_dir / "insights" / f"{row.conversation_id}.json"
-        await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
+        await self._save_insights(path, insights)
         self.transition(
             row,
             State.DELIVERING,
@@ -701,12 +708,24 @@ class Pipeline:
             facts={"messages": len(insights.messages)},
         )
 
+    async def _save_insights(self, path: Path, insights: Insights) -> None:
+        """Save `insights` durably at `path` and keep them for the delivery that follows, so
+        it need not read and parse them back (a file read and a JSON parse per recording)."""
+        await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
+        self._just_saved[str(path)] = insights
+        self._just_saved.move_to_end(str(path))
+        while len(self._just_saved) > JUST_SAVED_KEPT:  # deliveries another node took on
+            self._just_saved.popitem(last=False)
+
     async def _insights_here(self, row: RecordingRow) -> Insights:
         """The insights `_fetching` saved; fetched again when their file is not on this node
         (several nodes: another node fetched them into its own work directory and died, or
         let go while a sink waited for its retry). Reading them again changes nothing at
         the API, and the sinks' outbox goes on where it stood."""
         assert row.conversation_id is not None and row.insights_path is not None
+        saved = self._just_saved.pop(row.insights_path, None)
+        if saved is not None:  # what the file holds: this process wrote it last
+            return saved
         try:
             text = await asyncio.to_thread(Path(row.insights_path).read_text)
         except FileNotFoundError:
@@ -717,7 +736,8 @@ class Pipeline:
             row.conversation_id, self.config.pipeline.fetch
         )
         path = self.config.work_dir / "insights" / f"{row.conversation_id}.json"
-        await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
+        await self._save_insights(path, insights)
+        self._just_saved.pop(str(path), None)  # delivered from here now
         self._update(row.id, insights_path=str(path))
         log.info("insights_fetched_again", missing=row.insights_path, saved=str(path))
         return insights
@@ -823,6 +843,16 @@ class Pipeline:
         )
 
 
+def _create(path: Path) -> IO[str]:
+    """`path` opened for writing; its folder is made when missing (the first save), not by
+    a mkdir call on every save."""
+    try:
+        return open(path, "w", encoding="utf-8")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8")
+
+
 def _write_json_atomically(path: Path, data: Any) -> None:
     """Write `data` under a temporary name, fsync, rename; a full disk raises DiskFull.
 
@@ -830,8 +860,7 @@ def _write_json_atomically(path: Path, data: Any) -> None:
     both save its insights, and a shared name let one rename the other's file away."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "w", encoding="utf-8") as handle:
+        with _create(temporary) as handle:
             handle.write(json.dumps(data))  # dumps encodes in C; dump in Python, piece by piece
             handle.flush()
             os.fsync(handle.fileno())

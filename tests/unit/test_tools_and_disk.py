@@ -18,8 +18,13 @@ from ingestd import executables
 from ingestd.config import Config, PipelineConfig
 from ingestd.errors import DiskFull, Retryable
 from ingestd.lifecycle import State
-from ingestd.model import TranscodePlan
-from ingestd.pipeline import DISK_FULL_RECHECK_SECONDS, Pipeline, _write_json_atomically
+from ingestd.model import Insights, TranscodePlan
+from ingestd.pipeline import (
+    DISK_FULL_RECHECK_SECONDS,
+    JUST_SAVED_KEPT,
+    Pipeline,
+    _write_json_atomically,
+)
 from ingestd.plugins import load_plugins
 from ingestd.store import SqliteStore, Store
 from ingestd.transcode import run_plan
@@ -149,3 +154,29 @@ class TestRetryPolicy:
         for _ in range(2):
             pipeline._retry_later(store.get(row_id), Retryable("HTTP 503"))
         assert store.get(row_id).state is State.FAILED
+
+
+class TestInsightsHandedToTheDelivery:
+    """The delivery right after a fetch takes the insights the fetch saved from memory; any
+    other reads them from the file (what is on disk is the same: this process wrote it)."""
+
+    def test_taken_once_from_memory_then_from_the_file(self, tmp_path: Path) -> None:
+        pipeline, store, row_id = TestRetryPolicy().pipeline(tmp_path)
+        path = tmp_path / "work" / "insights" / "c1.json"
+        saved = Insights("c1", messages=[{"text": "hello"}])
+        asyncio.run(pipeline._save_insights(path, saved))
+        assert json.loads(path.read_text())["messages"] == [{"text": "hello"}]
+        row = store.update(row_id, conversation_id="c1", insights_path=str(path))
+
+        assert asyncio.run(pipeline._insights_here(row)) is saved
+        again = asyncio.run(pipeline._insights_here(row))
+        assert again is not saved and again == saved  # read back from the file
+
+    def test_only_a_few_are_kept(self, tmp_path: Path) -> None:
+        """Insights whose delivery another node took on do not pile up in memory."""
+        pipeline, _, _ = TestRetryPolicy().pipeline(tmp_path)
+        for i in range(JUST_SAVED_KEPT + 5):
+            path = tmp_path / "work" / "insights" / f"c{i}.json"
+            asyncio.run(pipeline._save_insights(path, Insights(f"c{i}")))
+        assert len(pipeline._just_saved) == JUST_SAVED_KEPT
+        assert str(tmp_path / "work" / "insights" / "c0.json") not in pipeline._just_saved
