@@ -132,6 +132,60 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return {key: round(after[key] - before[key], 3) for key in after}
 
 
+_SPEED_PROBE = """
+import sys, time
+while True:
+    started, x = time.process_time(), 0
+    for i in range(200_000):
+        x += i * i % 7
+    print(round(1000 * (time.process_time() - started), 2), flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+class SpeedProbe:
+    """How fast this machine runs Python while a measurement runs: a separate process
+    times a fixed loop of pure Python (its own CPU time) every `interval` seconds.
+
+    On a shared VM the same work costs up to half again as much CPU time when the host is
+    busy (this loop measured 0.40 to 0.63 s for 25 times its work within a minute), and the
+    daemon's CPU per recording moves with it; the probe's figures say which kind of moment
+    a run had. About 1 % of one core.
+    """
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self._process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SpeedProbe:
+        self._process = subprocess.Popen(
+            [PYTHON, "-c", _SPEED_PROBE, str(self.interval)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> dict[str, Any]:
+        """The loop's CPU times in ms: median, fastest, slowest, all of them."""
+        if self._process is None:
+            return {}
+        self._process.terminate()
+        out, _ = self._process.communicate(timeout=10)
+        self._process = None
+        samples = [float(line) for line in out.split()]
+        self.figures = {
+            "loop_ms_median": percentile(samples, 0.5) if samples else None,
+            "loop_ms_min": min(samples, default=None),
+            "loop_ms_max": max(samples, default=None),
+            "loop_ms": samples,
+        }
+        return self.figures
+
+
 class RssSampler:
     """Samples a process's VmRSS on a thread (a cross-check of the kernel's VmHWM)."""
 
@@ -338,7 +392,9 @@ class Daemon:
     def _start_profiler(self) -> None:
         """With INGESTD_BENCH_PROFILE=DIR, py-spy samples the daemon until it stops and
         writes DIR/<config dir>-<pid>.txt (collapsed stacks: `flamegraph.pl`, speedscope,
-        or sort by count) -- the profile the performance issues ask for before a change."""
+        or sort by count) -- the profile the performance issues ask for before a change.
+        INGESTD_BENCH_PROFILE_GIL=1 samples only the thread holding the GIL: where the
+        daemon's Python CPU goes, leaving out waits on I/O and fsyncs."""
         out_dir = os.environ.get("INGESTD_BENCH_PROFILE")
         if not out_dir or self.process is None:
             return
@@ -358,6 +414,7 @@ class Daemon:
                 "--output",
                 str(out),
                 "--nonblocking",
+                *(["--gil"] if os.environ.get("INGESTD_BENCH_PROFILE_GIL") == "1" else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

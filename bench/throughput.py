@@ -29,6 +29,7 @@ from bench.common import (
     Context,
     Daemon,
     Row,
+    SpeedProbe,
     cpu_delta,
     daemon_config,
     drop_all,
@@ -79,17 +80,18 @@ def measure_ingestd(
                 f"{name}: dropping {count} recordings "
                 f"(limit {LIMIT}, {JOB_SECONDS:g} s jobs, {how})"
             )
-            dropped = drop_all(files, root / "inbox")
-            timeout = 120 + 5 * count * JOB_SECONDS / LIMIT
-            daemon.wait_for(
-                lambda: len(daemon.finished()) >= count,
-                timeout,
-                f"{count} recordings finished",
-                interval=0.2,  # the figures come from the log's timestamps, not from here
-            )
-            finished = daemon.finished()
-            events = list(daemon.events())
-            cpu = cpu_delta(cpu_before, proc_cpu_times(daemon.pid))
+            with SpeedProbe() as speed:
+                dropped = drop_all(files, root / "inbox")
+                timeout = 120 + 5 * count * JOB_SECONDS / LIMIT
+                daemon.wait_for(
+                    lambda: len(daemon.finished()) >= count,
+                    timeout,
+                    f"{count} recordings finished",
+                    interval=0.2,  # the figures come from the log's timestamps, not from here
+                )
+                finished = daemon.finished()
+                events = list(daemon.events())
+                cpu = cpu_delta(cpu_before, proc_cpu_times(daemon.pid))
             polled = pollers.stop() if pollers else None
         stats = box.stats()
         jobs = box.jobs()
@@ -110,6 +112,7 @@ def measure_ingestd(
         "outcomes": outcomes,
         "daemon_cpu_seconds": cpu["total"],
         "daemon_cpu": cpu,
+        "machine_speed": speed.figures,
         "load_average_after": list(os.getloadavg()),
         "max_concurrent_jobs_seen": stats["max_concurrent_jobs_seen"],
         "requests": request_counts(stats),
@@ -236,7 +239,18 @@ def _cpu_row(result: dict[str, Any], count: int, baseline: dict[str, Any]) -> Ro
             f"sys {1000 * cpu['system'] / count:.1f} ms; children (ffprobe) user "
             f"{1000 * cpu['children_user'] / count:.1f} ms, sys "
             f"{1000 * cpu['children_system'] / count:.1f} ms; load average after "
-            f"{', '.join(f'{x:.1f}' for x in result['load_average_after'])}"
+            f"{', '.join(f'{x:.1f}' for x in result['load_average_after'])}; "
+            f"{_speed_text(result['machine_speed'])}"
         ),
         details={"cpu_seconds": cpu, "count": count, "baseline_cpu_ms_per_file": baseline_ms},
+    )
+
+
+def _speed_text(speed: dict[str, Any]) -> str:
+    if not speed.get("loop_ms"):
+        return "machine speed not measured"
+    return (
+        f"machine speed meanwhile (`SpeedProbe`'s loop, lower is faster): median "
+        f"{speed['loop_ms_median']:.1f} ms, {speed['loop_ms_min']:.1f}–"
+        f"{speed['loop_ms_max']:.1f} ms over {len(speed['loop_ms'])} samples"
     )
