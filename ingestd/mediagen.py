@@ -129,6 +129,7 @@ def make_video(
     seed: int | None = None,
     frequency_hz: float = 440,
     faststart: bool = False,
+    keyframe_seconds: float | None = None,
 ) -> Path:
     """Write a ``testsrc2`` picture at 15 fps with a tone as its sound to `path`.
 
@@ -138,6 +139,8 @@ def make_video(
         audio: False writes a video with no audio stream at all.
         seed: adds seeded noise to picture and sound, so each seed gives different bytes.
         faststart: put an mp4/mov index first, as web tools do (phones write it last).
+        keyframe_seconds: at most this long between keyframes (the encoder's GOP), for
+            files whose keyframes are sparse, as screen and meeting recorders write them.
 
     Returns:
         `path`, as a Path.
@@ -153,6 +156,9 @@ def make_video(
         argv += _audio_inputs(seconds, 48000, frequency_hz, seed)
     argv += ["-map", "0:v"]
     argv += ["-c:v", video_encoder, *_ENCODER_OPTIONS.get(video_encoder, [])]
+    if keyframe_seconds is not None:
+        gop = str(max(1, round(15 * keyframe_seconds)))
+        argv += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
     if audio:
         audio_encoder = _encoder(audio_codec or default_audio)
         argv += ["-map", "1:a", "-ac", "1", "-c:a", audio_encoder]

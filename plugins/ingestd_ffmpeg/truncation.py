@@ -114,10 +114,14 @@ def _read_tail(path: Path, relpath: str, duration: float) -> tuple[float | None,
 
     The interval has an explicit end, past the promised one: ffprobe 6.0's open-ended
     intervals (``START%``) list nothing or everything depending on where its binary lies.
+    The end is absolute, not ``+span``: ffprobe measures a span from the first packet it
+    reads, and its seek lands on the keyframe before the start, which in a video with
+    sparse keyframes (a 50 s GOP, a screen recording) is far earlier, so a span ended the
+    read long before the end of a complete file and rejected it as truncated.
     """
     start = max(0.0, duration - TAIL_SECONDS)
-    span = duration - start + TAIL_SECONDS
-    return _packets_end(path, relpath, ["-read_intervals", f"{start:.3f}%+{span:.3f}"])
+    end = duration + TAIL_SECONDS
+    return _packets_end(path, relpath, ["-read_intervals", f"{start:.3f}%{end:.3f}"])
 
 
 def _read_all(path: Path, relpath: str, duration: float) -> tuple[float | None, bool]:

@@ -193,3 +193,29 @@ class TestWavNeedsNoRun:
         cut = mediagen.truncate_copy(files["10min.wav"], tmp_path / "cut.wav", 0.4)
         with pytest.raises(Rejected, match="its wav header promises"):
             _probe(cut)
+
+
+class TestSparseKeyframes:
+    """Keyframes far apart (a screen or meeting recorder's long GOP): the tail read starts
+    at the keyframe before the tail, and must still read to the end. ffprobe measured a
+    ``START%+SPAN`` read from that keyframe, so a complete 300 s mov with 50 s between
+    keyframes read only to 260 s and was rejected as truncated."""
+
+    def test_a_complete_video_with_one_keyframe_passes(self, tmp_path) -> None:
+        video = mediagen.make_video(
+            tmp_path / "screen.mp4", seconds=30, width=160, height=120, keyframe_seconds=60
+        )
+        assert _probe(video) == pytest.approx(30.0, abs=0.2)
+
+    def test_a_cut_one_is_still_rejected(self, tmp_path) -> None:
+        video = mediagen.make_video(
+            tmp_path / "screen.mp4",
+            seconds=30,
+            width=160,
+            height=120,
+            keyframe_seconds=60,
+            faststart=True,  # the index first: cut in half, it still promises 30 s
+        )
+        cut = mediagen.truncate_copy(video, tmp_path / "cut.mp4", 0.5)
+        with pytest.raises(Rejected, match=r"looks truncated: it promises 30\.\d s"):
+            _probe(cut)
