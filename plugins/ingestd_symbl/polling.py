@@ -13,8 +13,13 @@ estimate, and then polls densely: gaps growing ×1.5 from half the spread (at le
 hundredth of the estimate). Jobs that always take about as long are seen within a hundredth
 of their length, jobs that vary are found with few reads.
 
-A job found finished at the first poll ended at most then; it is counted as having ended
-one spread earlier, so the estimate cannot only ever grow.
+A job found finished at the first poll ended at most then, and how much earlier is unknown:
+it is counted as having ended one spread earlier, or a share of its length if that is
+more: 1 %, doubled for each further such job once ten came in a row (at most 20 %), and
+1 % again once a poll comes early. So an estimate too long is pulled down within a few
+rounds (say ten jobs started together, all timed by the same first estimate), and one
+just right moves by 1 % steps; without that share, identical jobs made the spread zero
+and the estimate stuck wherever it was.
 """
 
 from __future__ import annotations
@@ -39,6 +44,14 @@ SMOOTHING = 0.3
 
 FIRST_SPREAD = 0.1
 """The spread assumed after the first job: a tenth of its length."""
+
+FIRST_PULL, PULL_GROWTH, MAX_PULL = 0.01, 2.0, 0.2
+"""A job found finished at the first poll counts as having ended at least this share of its
+length earlier: 1 %, doubled for each such job after `PULL_AFTER` in a row, at most 20 %."""
+
+PULL_AFTER = 10
+"""Jobs in a row found finished at their first poll before the share grows: a few in a row
+are an estimate just right; a whole round of them is one too long."""
 
 
 def poll_delays(first: float, maximum: float) -> Iterator[float]:
@@ -69,6 +82,10 @@ class _Learned:
 
     mean: float
     spread: float
+    pull: float = FIRST_PULL
+    """The share of a job's length that one found finished at the first poll is taken off."""
+    finished_first: int = 0
+    """Jobs in a row found finished at their first poll."""
 
     def add(self, took: float) -> None:
         distance = abs(took - self.mean)
@@ -117,13 +134,16 @@ class JobDurations:
 
 
 def _learn(learned: _Learned | None, last_running: float, finished: float) -> _Learned:
-    if last_running > 0:
-        took = (last_running + finished) / 2
-    elif learned is None:
-        took = finished * (1 - FIRST_SPREAD)
-    else:  # finished at the first poll: it ended a typical spread before, at most
-        took = max(finished / 2, finished - learned.spread)
     if learned is None:
+        took = (last_running + finished) / 2 if last_running > 0 else finished * (1 - FIRST_SPREAD)
         return _Learned(took, FIRST_SPREAD * took)
+    if last_running > 0:  # it ended between the last two polls
+        took = (last_running + finished) / 2
+        learned.pull, learned.finished_first = FIRST_PULL, 0
+    else:  # finished at the first poll: it ended earlier, by how much is unknown
+        took = max(finished / 2, finished - max(learned.spread, learned.pull * finished))
+        learned.finished_first += 1
+        if learned.finished_first >= PULL_AFTER:
+            learned.pull = min(MAX_PULL, learned.pull * PULL_GROWTH)
     learned.add(took)
     return learned
