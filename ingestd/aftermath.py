@@ -87,11 +87,14 @@ class Aftermath:
         self._kick.set()
 
     async def run(self) -> None:
-        replanned = self.store.replan_failed_disposals()
-        if replanned:
-            log.info("after_replanned", failed_before=replanned)
+        replanned = False  # failed dispositions start over once per start, when the store lets
         while True:
             try:
+                if not replanned:
+                    failed_before = self.store.replan_failed_disposals()
+                    replanned = True
+                    if failed_before:
+                        log.info("after_replanned", failed_before=failed_before)
                 await self.round()
             except StoreError as exc:  # locked or full for now: the next round tries again
                 log.error("aftermath_failed", error=str(exc))
