@@ -335,6 +335,26 @@ def make_media(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+# -- Builders: a configuration without a config file ---------------------------------------
+
+
+def bare_config(tmp_path: Path, pipeline: Any = None) -> Any:
+    """A `Config` with no watches, sinks or backends, its state and work directory under
+    `tmp_path`: for driving a `Pipeline` or `Aftermath` directly. `pipeline`: a
+    `PipelineConfig` (the defaults when None)."""
+    from ingestd.config import Config, PipelineConfig
+
+    return Config(
+        path=None,
+        backends={},
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        work_dir=tmp_path / "work",
+        watches=(),
+        sinks=(),
+        pipeline=pipeline or PipelineConfig(),
+    )
+
+
 # -- Builders: a delivered conversation, without a daemon -------------------------------
 
 SAMPLE_CONVERSATION_ID = "5093288386543616"

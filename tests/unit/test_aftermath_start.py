@@ -8,9 +8,9 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from ingestd.aftermath import Aftermath
-from ingestd.config import Config, PipelineConfig
 from ingestd.errors import StoreError
 from ingestd.store import SqliteStore
+from ingestd.testing import bare_config
 
 
 class LockedAtFirst(SqliteStore):
@@ -30,15 +30,7 @@ def test_a_store_locked_at_start_is_retried_not_fatal(tmp_path: Path) -> None:
     then ended the task for good ("Task exception was never retrieved", and no after-success
     actions until a restart). Now it is logged and tried again next round."""
     store = LockedAtFirst(tmp_path / "state.db")
-    config = Config(
-        path=None,
-        backends={},
-        state_url=f"sqlite:///{tmp_path / 'state.db'}",
-        work_dir=tmp_path / "work",
-        watches=(),
-        sinks=(),
-        pipeline=PipelineConfig(),
-    )
+    config = bare_config(tmp_path)
     aftermath = Aftermath(lambda: config, store, backend=None)  # type: ignore[arg-type]
 
     async def for_a_while() -> bool:

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 from ingestd import replaced
-from ingestd.config import Config, PipelineConfig
 from ingestd.intake import sha256_file
 from ingestd.lifecycle import State
 from ingestd.pipeline import Pipeline
 from ingestd.plugins import load_plugins
 from ingestd.replaced import FileNow
 from ingestd.store import RecordingRow, SqliteStore, Store
+from ingestd.testing import bare_config
 
 
 def record(store: Store, path: Path) -> RecordingRow:
@@ -30,15 +30,7 @@ def record(store: Store, path: Path) -> RecordingRow:
 
 
 def pipeline(tmp_path: Path, store: Store) -> Pipeline:
-    config = Config(
-        path=None,
-        backends={},
-        state_url=f"sqlite:///{tmp_path / 'state.db'}",
-        work_dir=tmp_path / "work",
-        watches=(),
-        sinks=(),
-        pipeline=PipelineConfig(),
-    )
+    config = bare_config(tmp_path)
     plugins = load_plugins(entry_points_enabled=False)
     return Pipeline(config, store, plugins, backend=None, sinks={})  # type: ignore[arg-type]
 

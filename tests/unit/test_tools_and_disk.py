@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingestd import executables
-from ingestd.config import Config, PipelineConfig
+from ingestd.config import PipelineConfig
 from ingestd.errors import DiskFull, Retryable
 from ingestd.lifecycle import State
 from ingestd.model import Insights, TranscodePlan
@@ -27,6 +27,7 @@ from ingestd.pipeline import (
 )
 from ingestd.plugins import load_plugins
 from ingestd.store import SqliteStore, Store
+from ingestd.testing import bare_config
 from ingestd.transcode import run_plan
 from ingestd_ffmpeg.runner import run_ffprobe
 
@@ -124,15 +125,7 @@ class TestRetryPolicy:
             watch="w", watch_root="/in", relpath="a.wav", size_bytes=1, mtime=1.0, sha256="a"
         )
         store.transition(row.id, State.PROBED)
-        config = Config(
-            path=None,
-            backends={},
-            state_url=f"sqlite:///{tmp_path / 'state.db'}",
-            work_dir=tmp_path / "work",
-            watches=(),
-            sinks=(),
-            pipeline=PipelineConfig(max_attempts=2, retry_max_seconds=600.0),
-        )
+        config = bare_config(tmp_path, PipelineConfig(max_attempts=2, retry_max_seconds=600.0))
         plugins = load_plugins(entry_points_enabled=False)
         pipeline = Pipeline(config, store, plugins, backend=None, sinks={})  # type: ignore[arg-type]
         return pipeline, store, row.id
