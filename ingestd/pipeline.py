@@ -241,7 +241,7 @@ class Pipeline:
         """
         if row.state not in (State.DISCOVERED, State.PROBED):
             return False
-        verdict = await asyncio.to_thread(replaced.compare, row)
+        verdict = await replaced.compare_soon(row)
         if verdict.now is not replaced.FileNow.CHANGED:
             return False
         self._dismiss_replaced(row, verdict)
@@ -518,7 +518,7 @@ class Pipeline:
         if self._work_file_gone(row):
             return
         if Path(row.upload_path or row.path) == row.path:  # the original goes as is
-            verdict = await asyncio.to_thread(replaced.compare, row)
+            verdict = await replaced.compare_soon(row)
             if verdict.now is replaced.FileNow.CHANGED:
                 # Replaced since it was recorded (say, while this upload backed off): none
                 # of the new content is sent under this row; out through the queue.

@@ -13,6 +13,7 @@ when they differ, so a touched but unchanged file is still the same recording.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -58,10 +59,10 @@ def reads_source(row: RecordingRow) -> bool:
     return row.upload_path is None or Path(row.upload_path) == row.path
 
 
-def compare(row: RecordingRow) -> Verdict:
-    """The file at `row.path` against the fingerprint `row` was recorded with (blocking)."""
-    from ingestd.intake import sha256_file  # intake dismisses through this module
-
+def by_stat(row: RecordingRow) -> Verdict | None:
+    """What one stat of the file tells, or None when its content must be hashed (its mtime
+    moved, or it was never hashed). Cheap enough for the event loop, where the pipeline
+    asks it first (`compare_soon`): the hand-off to a thread would cost more than the stat."""
     try:
         stat = row.path.stat()
     except FileNotFoundError:
@@ -71,16 +72,30 @@ def compare(row: RecordingRow) -> Verdict:
     except OSError:
         return Verdict(FileNow.UNREADABLE)
     if row.sha256.startswith(UNREADABLE_FINGERPRINT):  # never hashed: stat is all we have
-        same = (stat.st_size, stat.st_mtime) == (row.size_bytes, row.mtime)
-        try:
-            digest = sha256_file(row.path) if same else None
-        except OSError:
-            digest = None
-        return Verdict(FileNow.SAME if same else FileNow.CHANGED, stat.st_size, digest)
+        if (stat.st_size, stat.st_mtime) == (row.size_bytes, row.mtime):
+            return None  # the same, as far as anyone can tell; `compare` hashes it now
+        return Verdict(FileNow.CHANGED, stat.st_size)
     if stat.st_size != row.size_bytes:
         return Verdict(FileNow.CHANGED, stat.st_size)
     if stat.st_mtime == row.mtime:
         return Verdict(FileNow.SAME, stat.st_size)
+    return None
+
+
+def compare(row: RecordingRow) -> Verdict:
+    """The file at `row.path` against the fingerprint `row` was recorded with (blocking)."""
+    from ingestd.intake import sha256_file  # intake dismisses through this module
+
+    verdict = by_stat(row)
+    if verdict is not None:
+        return verdict
+    size = row.size_bytes  # `by_stat` found it unchanged
+    if row.sha256.startswith(UNREADABLE_FINGERPRINT):
+        try:
+            digest: str | None = sha256_file(row.path)
+        except OSError:
+            digest = None
+        return Verdict(FileNow.SAME, size, digest)
     try:
         digest = sha256_file(row.path)
     except FileNotFoundError:
@@ -88,7 +103,13 @@ def compare(row: RecordingRow) -> Verdict:
     except OSError:
         return Verdict(FileNow.UNREADABLE)
     now = FileNow.SAME if digest == row.sha256 else FileNow.CHANGED
-    return Verdict(now, stat.st_size, digest)
+    return Verdict(now, size, digest)
+
+
+async def compare_soon(row: RecordingRow) -> Verdict:
+    """`compare` from the event loop: the stat there, the hashing (rare) in a thread."""
+    verdict = by_stat(row)
+    return verdict if verdict is not None else await asyncio.to_thread(compare, row)
 
 
 def successor(store: Store, row: RecordingRow, verdict: Verdict) -> RecordingRow | None:

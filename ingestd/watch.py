@@ -34,7 +34,19 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
@@ -318,6 +330,23 @@ def _limit_advice(exc: OSError) -> str:
 # -- forwarding -------------------------------------------------------------------------
 
 
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
+"""The events an observer asks for: all but "opened" and "closed without writing". Those
+two are what the daemon's own reads of a recording (hashing, its header, the upload) cause;
+asked for, each read sends two events through watchdog's three threads to be dropped by
+`_Forwarder`, at a handful of thread hand-offs each (inotify's mask leaves them out)."""
+
+
 class _Forwarder(FileSystemEventHandler):
     """Runs in the observer thread: forwards candidate paths to the loop, nothing else."""
 
@@ -428,7 +457,12 @@ class Watcher:
         else:
             observer = Observer()
         try:
-            observer.schedule(self._handler, str(self.watch.path), recursive=self.watch.recursive)
+            observer.schedule(
+                self._handler,
+                str(self.watch.path),
+                recursive=self.watch.recursive,
+                event_filter=WATCHED_EVENTS,
+            )
             observer.start()
         except BaseException:
             observer.stop()  # its inotify instance and reader thread, if it made them

@@ -9,7 +9,15 @@ import pytest
 
 from ingestd.model import Insights
 from ingestd.timeline import clock, subtitle_timestamp
-from ingestd_files.render import md_escape, to_json, to_markdown, to_srt, to_txt, to_vtt
+from ingestd_files.render import (
+    md_escape,
+    pretty_json,
+    to_json,
+    to_markdown,
+    to_srt,
+    to_txt,
+    to_vtt,
+)
 from tests.files.fixtures import CONVERSATION_ID, insights, message, result
 
 MARKDOWN = """\
@@ -109,6 +117,18 @@ class TestWholeDocuments:
         """Non-ASCII text is written as itself, not as ``\\u`` escapes."""
         text = to_json(result(name="Zoë's call"))
         assert '"name": "Zoë\'s call"' in text and text.endswith("}\n")
+
+    def test_json_is_indented_as_the_standard_library_writes_it(self) -> None:
+        """orjson (C) writes the same text as ``json.dumps(indent=2)`` would, byte for byte."""
+        moment = datetime(2024, 3, 5, 11, 0, tzinfo=UTC)
+        text = to_json(result(parts=2), generated_at=moment)
+        assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+
+    def test_json_writes_what_orjson_refuses(self) -> None:
+        """A lone surrogate (the sink turns it into "?") and an integer beyond 64 bits are
+        written the standard library's way instead of failing the delivery."""
+        assert pretty_json({"text": "a\ud800b"}) == '{\n  "text": "a\ud800b"\n}'
+        assert json.loads(pretty_json({"n": 2**70})) == {"n": 2**70}
 
 
 class TestMissingFields:

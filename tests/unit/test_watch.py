@@ -18,7 +18,7 @@ from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, Inotify
 from ingestd.config import WatchConfig
 from ingestd.configload import DEFAULT_IGNORE
 from ingestd.store import SqliteStore
-from ingestd.watch import Watcher, escape_fs, matches, relpath, scan, unescape_fs
+from ingestd.watch import Watcher, _Forwarder, escape_fs, matches, relpath, scan, unescape_fs
 
 
 def watch_of(root: Path, ignore: tuple[str, ...] = (), **options: Any) -> WatchConfig:
@@ -179,6 +179,31 @@ class TestNativeObserver:
                 watcher.stop()
 
         assert asyncio.run(main()) == "native"
+
+    def test_reading_a_recording_sends_no_events(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The daemon reads every recording (hash, header, upload): inotify is not asked for
+        "opened" and "closed without writing", so those reads cost no watchdog traffic."""
+        seen: list[tuple[str, str]] = []
+        forward = _Forwarder.on_any_event
+
+        def on_any_event(self: _Forwarder, event: Any) -> None:
+            seen.append((event.event_type, Path(os.fsdecode(event.src_path)).name))
+            forward(self, event)
+
+        monkeypatch.setattr(_Forwarder, "on_any_event", on_any_event)
+        (tmp_path / "call.wav").write_bytes(b"x" * 100)
+
+        async def body(watcher: Watcher, rescans: list[str]) -> None:
+            for _ in range(5):
+                (tmp_path / "call.wav").read_bytes()
+            (tmp_path / "marker.wav").write_bytes(b"x")  # its events come after the reads'
+            await until(lambda: ("closed", "marker.wav") in seen)
+
+        run_watcher(tmp_path, body)
+        assert [e for e in seen if e[1] == "call.wav"] == []
+        assert ("created", "marker.wav") in seen
 
     def test_queue_overflow_asks_for_one_rescan_and_says_so(self, tmp_path: Path) -> None:
         """Overflows in a burst lead to one logged rescan of the watch."""
