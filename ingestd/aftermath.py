@@ -102,7 +102,8 @@ class Aftermath:
                 log.exception("aftermath_crashed")
                 await asyncio.sleep(CRASH_PAUSE_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), ROUND_SECONDS)
+                async with asyncio.timeout(ROUND_SECONDS):
+                    await self._kick.wait()
             self._kick.clear()
 
     def _close_check_seconds(self) -> float:

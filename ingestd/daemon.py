@@ -534,7 +534,8 @@ class Daemon:
             wakeup = self._dispatch_once()
             timeout = 5.0 if wakeup is None else min(5.0, max(0.05, wakeup - time.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task of its own, as wait_for makes
+                    await self._kick.wait()
 
     def _dispatch_once(self) -> float | None:
         """Start what may run now; the earliest back-off deadline (to wake up then)."""

@@ -102,12 +102,21 @@ def _secrets_in(value: Any) -> Iterator[str]:
             yield from _secrets_in(getattr(value, field.name))
 
 
+_ANY_CLUE = re.compile(
+    "|".join(re.escape(c) for clues, _, _ in _CREDENTIAL_PATTERNS for c in clues)
+)
+"""Any clue of any pattern, in lower-case text: one scan in C tells that none applies, as
+for nearly every log value (a log line took 45 µs, over half of it looking for clues)."""
+
+
 def redact(text: str) -> str:
     """`text` with every registered secret and every credential-shaped string masked."""
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, _MASK)
     lowered = text.lower()
+    if _ANY_CLUE.search(lowered) is None:
+        return text
     for clues, pattern, replacement in _CREDENTIAL_PATTERNS:
         if any(clue in lowered for clue in clues):
             text = pattern.sub(replacement, text)

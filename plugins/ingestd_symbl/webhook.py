@@ -77,7 +77,8 @@ class JobWebhook:
         event = self._waiters.setdefault(job_id, asyncio.Event())
         if not event.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await event.wait()
         woken = event.is_set()
         event.clear()
         return woken
@@ -132,7 +133,8 @@ class JobWebhook:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(16 * 1024), _READ_TIMEOUT)
+                async with asyncio.timeout(_READ_TIMEOUT):
+                    data = await reader.read(16 * 1024)
                 conn.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
