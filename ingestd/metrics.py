@@ -38,6 +38,7 @@ from prometheus_client.exposition import choose_encoder
 
 from ingestd import eventmetrics
 from ingestd.errors import IngestdError, StoreError
+from ingestd.eventmetrics import labelled
 from ingestd.lifecycle import IN_FLIGHT, State
 from ingestd.nodes import node_rows
 from ingestd.store import Store, StoreSnapshot
@@ -97,7 +98,8 @@ _ID_SEGMENT = re.compile(r"^(?=.*\d)[0-9A-Za-z_-]{8,}$")
 def route_label(route: str) -> str:
     """``GET /v1/job/8a3f…?x=1`` -> ``GET /v1/job/{id}``: ids would explode the label set."""
     method, _, path = route.rpartition(" ")
-    path = urlsplit(path).path
+    if "?" in path or "#" in path or ":" in path:  # most routes are a bare path
+        path = urlsplit(path).path
     parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in path.split("/")]
     return f"{method} {'/'.join(parts)}".strip()
 
@@ -112,10 +114,10 @@ def record_api_request(route: str, status: int, seconds: float) -> None:
     """
     route = route_label(route)
     label = str(status) if status else "none"
-    API_REQUESTS.labels(route=route, status=label).inc()
-    API_SECONDS.labels(route=route).observe(max(0.0, seconds))
+    labelled(API_REQUESTS, route, label).inc()
+    labelled(API_SECONDS, route).observe(max(0.0, seconds))
     if not status or status >= 400:
-        API_ERRORS.labels(status=label).inc()
+        labelled(API_ERRORS, label).inc()
 
 
 def record_upload(size_bytes: int, seconds: float) -> None:
@@ -127,7 +129,7 @@ def record_upload(size_bytes: int, seconds: float) -> None:
 
 def record_retry(what: str) -> None:
     """Count one retry scheduled by the pipeline: ``stage`` or ``sink``."""
-    RETRIES.labels(what=what).inc()
+    labelled(RETRIES, what).inc()
 
 
 def counter_total(counter: Counter, **labels: str) -> float:

@@ -108,7 +108,7 @@ class OpenAIBackend:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if options.api_key:
             headers["Authorization"] = f"Bearer {options.api_key.reveal()}"
-        self._http = httpx.AsyncClient(
+        self._http = httpnet.CookielessClient(
             base_url=self.base_url + "/",
             transport=transport or httpnet.transport(),
             headers=headers,

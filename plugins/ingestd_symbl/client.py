@@ -125,7 +125,7 @@ class SymblClient(TaggedUploads):
         self._sleep = sleep
         self._clock = clock
         self._on_close = on_close
-        self._http = httpx.AsyncClient(
+        self._http = httpnet.CookielessClient(
             base_url=base_url or options.base_url,
             transport=transport or httpnet.transport(),
             timeout=httpx.Timeout(options.request_timeout_seconds),

@@ -76,6 +76,34 @@ class TestTransport:
         assert len(connections) == 1
         assert bodies[-1] == b"z" * 300_000
 
+    def test_the_backends_client_keeps_and_sends_no_cookies(self) -> None:
+        """A Set-Cookie answer is not kept: the next request carries no Cookie header."""
+        heads: list[bytes] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    heads.append((await _read_request(reader)).lower())
+                except asyncio.IncompleteReadError:
+                    break
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nSet-Cookie: session=abc; Path=/\r\n"
+                    b"Content-Length: 2\r\n\r\n{}"
+                )
+                await writer.drain()
+            writer.close()
+
+        async def run(url: str) -> None:
+            async with httpnet.CookielessClient(transport=httpnet.transport()) as client:
+                for _ in range(2):
+                    assert (await client.get(url + "/x")).json() == {}
+                assert len(client.cookies) == 0
+                with pytest.raises(ValueError, match="no cookies"):
+                    client.cookies = {"a": "b"}
+
+        asyncio.run(_with_server(serve, run))
+        assert len(heads) == 2 and not any(b"cookie:" in head for head in heads)
+
     def test_a_connection_the_server_closed_while_idle_is_not_reused(self) -> None:
         """The server closing an idle keep-alive connection costs a new connection, not an
         error: the pool sees the end of file before it sends on it."""
