@@ -24,9 +24,13 @@ from ingestd.errors import Retryable
 
 CHUNK_BYTES = 1 << 20
 READ_ON_LOOP_BYTES = 256 << 10
-"""A file this small is read (uploaded, hashed by intake) on the event loop: a read of it
-takes less time than handing it to a worker thread and back, which in the throughput bench
-cost more CPU than the reading (thread wake-ups, the GIL passed back and forth)."""
+"""A file this small is read for its upload on the event loop: a read of it takes less time
+than handing it to a worker thread and back, which in the throughput bench cost more CPU
+than the reading (thread wake-ups, the GIL passed back and forth). Intake still hashes
+every file in its threads: eight at a time, so that a batch of hundreds being fingerprinted
+leaves the loop to the pipeline in between (hashed on the loop, 500 small files were all
+recorded before the first was probed: its job started 0.6-0.85 s after the batch settled
+instead of 0.06-0.24 s)."""
 
 
 class Sent:

@@ -31,7 +31,6 @@ from typing import Any
 
 import structlog
 
-from ingestd.bodies import READ_ON_LOOP_BYTES
 from ingestd.config import WatchConfig
 from ingestd.conversations import decide_conversation
 from ingestd.errors import IngestdError, Rejected, StoreError
@@ -247,13 +246,10 @@ class Intake:
             return False
         structlog.contextvars.bind_contextvars(watch=watch.name, path=rel)
         try:
-            if before.st_size <= READ_ON_LOOP_BYTES:
-                digest = sha256_file(path)
-            else:
-                async with self._hash_slots:
-                    digest = await asyncio.get_running_loop().run_in_executor(
-                        self._hashing, sha256_file, path
-                    )
+            async with self._hash_slots:
+                digest = await asyncio.get_running_loop().run_in_executor(
+                    self._hashing, sha256_file, path
+                )
         except PermissionError:
             self._record_unreadable(watch, rel, before)
             return True
