@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ingestd.errors import Permanent
 from ingestd.model import INSIGHT_KINDS, Endpoint, EndpointKind, Insights, Params, Upload
 from ingestd.sandbox import Sandbox
-from ingestd_symbl.client import KINDS
+from ingestd_symbl.client import FETCHES_AT_ONCE, KINDS, SymblClient
+from ingestd_symbl.options import from_mapping
 from tests.symbl.conftest import make_client, requests_of, write_wav
 
 WAV = Endpoint(EndpointKind.AUDIO, content_type="audio/wav")
@@ -112,6 +114,40 @@ class TestInsights:
 
         with pytest.raises(Permanent, match="HTTP 404"):
             asyncio.run(scenario())
+
+    def test_a_few_kinds_at_a_time(self) -> None:
+        """Every kind is read, at most FETCHES_AT_ONCE requests in flight: a burst of eleven
+        per finished job would grow the connection pool, whose bookkeeping on every request
+        compares each connection with every other."""
+        in_flight, most, paths = [0], [0], []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            if request.url.path.startswith("/oauth2"):
+                return httpx.Response(200, json={"accessToken": "t", "expiresIn": 86400})
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            await asyncio.sleep(0.01)
+            in_flight[0] -= 1
+            paths.append(request.url.path)
+            kind = request.url.path.rsplit("/", 1)[-1]
+            if kind == "analytics":
+                return httpx.Response(200, json={"metrics": []})
+            if kind == "trackers-detected":
+                return httpx.Response(200, json=[])
+            key = {"action-items": "actionItems", "follow-ups": "followUps"}.get(kind, kind)
+            return httpx.Response(200, json={key: [], "id": "42"})
+
+        async def scenario() -> Insights:
+            options = {"base_url": "https://api.test", "app_id": "a", "app_secret": "b"}
+            client = SymblClient(from_mapping(options), transport=httpx.MockTransport(handler))
+            try:
+                return await client.fetch_insights("42", list(KINDS))
+            finally:
+                await client.aclose()
+
+        insights = asyncio.run(scenario())
+        assert len(paths) == 1 + len(KINDS) and insights.conversation["id"] == "42"
+        assert most[0] == FETCHES_AT_ONCE
 
 
 class TestFindConversations:
