@@ -736,8 +736,7 @@ class Pipeline:
             row.conversation_id, self.config.pipeline.fetch
         )
         path = self.config.work_dir / "insights" / f"{row.conversation_id}.json"
-        await self._save_insights(path, insights)
-        self._just_saved.pop(str(path), None)  # delivered from here now
+        await asyncio.to_thread(_write_json_atomically, path, insights.to_dict())
         self._update(row.id, insights_path=str(path))
         log.info("insights_fetched_again", missing=row.insights_path, saved=str(path))
         return insights
