@@ -67,8 +67,14 @@ class TestReasons:
             for i in range(0, len(block), 2)
         }
         hhmm = time.strftime("%H:%M", time.gmtime(until))
+        # within the last hour of a UTC day the deadline is tomorrow's: the date comes first
+        day = (
+            ""
+            if time.gmtime(until)[:3] == time.gmtime()[:3]
+            else time.strftime("%Y-%m-%d ", time.gmtime(until))
+        )
         assert re.fullmatch(
-            rf"backing off until {hhmm}:\d\dZ \(attempt 2\) after: the API answered 503 "
+            rf"backing off until {day}{hhmm}:\d\dZ \(attempt 2\) after: the API answered 503 "
             r"Service Unavailable",
             reasons["a-503.wav"],
         ), reasons
