@@ -1,11 +1,11 @@
-"""`ingestd.httpnet`: httpx on plain asyncio streams, against real servers on loopback."""
+"""`ingestd.httpnet`: the backends' HTTP/1.1 transport, against real servers on loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -43,10 +43,6 @@ async def _with_server(serve: Serve, run: Callable[[str], Awaitable[None]], **tl
 
 
 class TestTransport:
-    def test_the_pool_runs_on_asyncio_streams(self) -> None:
-        """An httpx upgrade that hides the pool's backend would make every request dearer."""
-        assert httpnet.uses_asyncio_streams(httpnet.transport())
-
     def test_keep_alive_requests_share_one_connection(self) -> None:
         """Sequential requests reuse the connection; a POST body arrives whole."""
         connections: list[int] = []
@@ -186,3 +182,296 @@ class TestTransport:
                     await client.get(url)
 
         asyncio.run(_with_server(serve, run, ssl=server_tls))
+
+
+def _keep_alive_server(
+    connections: list[int], answer: Callable[[bytes], bytes] | None = None
+) -> Serve:
+    """Answers every request on a connection (`answer(request)`, or ``{}``), counting
+    connections."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while True:
+            try:
+                request = await _read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            writer.write(answer(request) if answer else _answer(b"{}"))
+            await writer.drain()
+        writer.close()
+
+    return serve
+
+
+class TestConnections:
+    def test_the_backends_get_this_transport(self) -> None:
+        """Both API clients are built on it (httpx's own would cost twice the CPU)."""
+        assert isinstance(httpnet.transport(), httpnet.Transport)
+
+    def test_requests_at_once_each_get_a_connection_and_then_share_them(self) -> None:
+        """Four requests in flight take four connections; the next four reuse them."""
+        connections: list[int] = []
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                for _ in range(2):
+                    answers = await asyncio.gather(*(client.get(url) for _ in range(4)))
+                    assert [a.json() for a in answers] == [{}] * 4
+
+        asyncio.run(_with_server(_keep_alive_server(connections), run))
+        assert len(connections) == 4
+
+    def test_only_so_many_connections_wait_idle(self) -> None:
+        """Beyond max_keepalive_connections, the oldest idle connection is closed."""
+        connections: list[int] = []
+
+        async def run(url: str) -> None:
+            limits = httpx.Limits(max_keepalive_connections=2)
+            async with httpx.AsyncClient(transport=httpnet.transport(limits=limits)) as client:
+                for _ in range(2):
+                    await asyncio.gather(*(client.get(url) for _ in range(4)))
+
+        asyncio.run(_with_server(_keep_alive_server(connections), run))
+        assert len(connections) == 6  # 4, then 2 kept + 2 new
+
+    def test_an_idle_connection_expires(self) -> None:
+        connections: list[int] = []
+
+        async def run(url: str) -> None:
+            limits = httpx.Limits(keepalive_expiry=0.05)
+            async with httpx.AsyncClient(transport=httpnet.transport(limits=limits)) as client:
+                await client.get(url)
+                await client.get(url)  # at once: the same connection
+                await asyncio.sleep(0.1)
+                await client.get(url)  # expired: a new one
+
+        asyncio.run(_with_server(_keep_alive_server(connections), run))
+        assert len(connections) == 2
+
+    def test_connection_close_is_honoured(self) -> None:
+        """An answer saying ``Connection: close`` ends that connection."""
+        connections: list[int] = []
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                for _ in range(3):
+                    assert (await client.get(url)).json() == {"n": 1}
+
+        serve = _keep_alive_server(connections, lambda _: _answer(b'{"n": 1}', close=True))
+        asyncio.run(_with_server(serve, run))
+        assert len(connections) == 3
+
+    def test_an_answer_not_read_to_its_end_closes_its_connection(self) -> None:
+        """A streamed answer left half read cannot carry the next request."""
+        connections: list[int] = []
+        big = b"x" * 1_000_000
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                async with client.stream("GET", url) as response:
+                    async for _ in response.aiter_raw():
+                        break
+                assert (await client.get(url)).content == big
+
+        serve = _keep_alive_server(connections, lambda _: _answer(big))
+        asyncio.run(_with_server(serve, run))
+        assert len(connections) == 2
+
+    def test_a_cancelled_request_does_not_leave_its_connection_behind(self) -> None:
+        """Cancelled while waiting for the answer: that connection is closed, the slot is
+        free again (one connection allowed), and the next request gets a fresh one."""
+        connections: list[int] = []
+
+        async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(1)
+            try:
+                request = await _read_request(reader)
+                if b"/slow" in request:
+                    await asyncio.sleep(5)
+                writer.write(_answer(b"{}"))
+                await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            writer.close()
+
+        async def run(url: str) -> None:
+            limits = httpx.Limits(max_connections=1)
+            async with httpx.AsyncClient(transport=httpnet.transport(limits=limits)) as client:
+                slow = asyncio.create_task(client.get(url + "/slow"))
+                await asyncio.sleep(0.1)
+                slow.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await slow
+                async with asyncio.timeout(2):
+                    assert (await client.get(url + "/fast")).json() == {}
+
+        asyncio.run(_with_server(slow_first, run))
+        assert len(connections) == 2
+
+    def test_a_request_waits_for_a_free_connection_then_times_out(self) -> None:
+        """With every connection busy, a request waits (the pool timeout), then raises
+        httpx.PoolTimeout; once one is free, it goes."""
+        release = asyncio.Event()
+
+        async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                if b"/held" in request:
+                    await release.wait()
+                writer.write(_answer(b"{}"))
+                await writer.drain()
+            writer.close()
+
+        async def run(url: str) -> None:
+            limits = httpx.Limits(max_connections=1)
+            timeout = httpx.Timeout(5, pool=0.2)
+            transport = httpnet.transport(limits=limits)
+            async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+                first = asyncio.create_task(client.get(url + "/held"))
+                await asyncio.sleep(0.1)
+                with pytest.raises(httpx.PoolTimeout):
+                    await client.get(url + "/other")
+                waiting = asyncio.create_task(client.get(url + "/other"))
+                await asyncio.sleep(0.05)
+                release.set()
+                assert (await first).status_code == 200
+                assert (await waiting).status_code == 200
+
+        asyncio.run(_with_server(held, run))
+
+
+class TestMessages:
+    def test_the_request_goes_as_given(self) -> None:
+        """Method, path with its query, headers and body reach the server unchanged."""
+        requests: list[bytes] = []
+
+        def answer(request: bytes) -> bytes:
+            requests.append(request)
+            return _answer(b"{}")
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                await client.put(
+                    url + "/v1/process/audio/abc?name=a%20b&x=1",
+                    content=b"payload",
+                    headers={"X-Api-Key": "k1", "Content-Type": "audio/wav"},
+                )
+
+        asyncio.run(_with_server(_keep_alive_server([], answer), run))
+        head, _, body = requests[0].partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"PUT /v1/process/audio/abc?name=a%20b&x=1 HTTP/1.1"
+        assert b"X-Api-Key: k1" in lines and b"Content-Type: audio/wav" in lines
+        assert b"Content-Length: 7" in lines and body == b"payload"
+
+    def test_a_streamed_upload_is_sent_chunked_and_whole(self) -> None:
+        """An async body of unknown length goes with chunked transfer encoding."""
+        received: list[bytes] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert b"transfer-encoding: chunked" in head.lower()
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                received.append(chunk[:-2])
+            writer.write(_answer(b"{}", close=True))
+            await writer.drain()
+            writer.close()
+
+        async def body() -> AsyncIterator[bytes]:
+            for i in range(50):
+                yield bytes([65 + i % 26]) * 100_000
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                assert (await client.post(url, content=body())).status_code == 200
+
+        asyncio.run(_with_server(serve, run))
+        assert b"".join(received) == b"".join(bytes([65 + i % 26]) * 100_000 for i in range(50))
+
+    def test_a_chunked_answer_and_an_informational_one(self) -> None:
+        """A 100 Continue before the answer is passed over; a chunked body is joined, and
+        the connection is kept for the next request."""
+        connections: list[int] = []
+
+        def answer(_: bytes) -> bytes:
+            return (
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n"
+                b"X-Thing: 1\r\n\r\n"
+                b'3\r\n{"a\r\n5\r\n": 1}\r\n0\r\n\r\n'
+            )
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                for _ in range(2):
+                    response = await client.get(url)
+                    assert response.status_code == 201 and response.reason_phrase == "Created"
+                    assert response.headers["x-thing"] == "1"
+                    assert response.http_version == "HTTP/1.1"
+                    assert response.json() == {"a": 1}
+
+        asyncio.run(_with_server(_keep_alive_server(connections, answer), run))
+        assert len(connections) == 1
+
+    def test_an_answer_before_the_upload_is_taken_is_returned(self) -> None:
+        """A server that refuses an upload at once (413) and closes: the client gets the
+        413, not a failed write."""
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                _answer(b'{"error": "too large"}', close=True).replace(
+                    b"200 OK", b"413 Payload Too Large"
+                )
+            )
+            await writer.drain()
+            writer.transport.abort()  # unread body: the client's writes now fail
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                response = await client.post(url, content=b"z" * 50_000_000)
+                assert response.status_code == 413
+
+        asyncio.run(_with_server(serve, run))
+
+    def test_a_server_that_closes_without_answering(self) -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.close()
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                with pytest.raises(httpx.RemoteProtocolError, match="without sending"):
+                    await client.get(url)
+
+        asyncio.run(_with_server(serve, run))
+
+    def test_a_malformed_answer_is_a_protocol_error(self) -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            writer.write(b"SPDY/9 nonsense\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        async def run(url: str) -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.get(url)
+
+        asyncio.run(_with_server(serve, run))
+
+    def test_an_unsupported_scheme(self) -> None:
+        async def run() -> None:
+            async with httpx.AsyncClient(transport=httpnet.transport()) as client:
+                with pytest.raises(httpx.UnsupportedProtocol):
+                    await client.get("ftp://127.0.0.1/x")
+
+        asyncio.run(run())
