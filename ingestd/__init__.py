@@ -6,7 +6,7 @@ the metrics a backend records and the errors to raise. Import them from here
 (``from ingestd import Recording, hookimpl``); the modules behind them are private and may
 move. Besides these names, the public modules are `PUBLIC_MODULES`: the hook
 specifications, the pytest fixtures, the Symbl emulator, generated test media, where
-ffmpeg lives and upload progress.
+ffmpeg lives, upload progress, the backends' HTTP transport and JSON files.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ PUBLIC_MODULES = (
     "ingestd.bodies",
     "ingestd.reach",
     "ingestd.httpnet",
+    "ingestd.jsontext",
 )
 """Modules a plugin may import besides the names in ``__all__`` (`ingestd.progress`: the
 bytes of an upload sent so far, which a backend reports for the dashboard; `ingestd.timeline`:

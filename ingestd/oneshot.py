@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from ingestd import jsontext
 from ingestd.config import Config, WatchConfig
 from ingestd.errors import ConfigError, IngestdError
 from ingestd.lifecycle import PIPELINE, State
@@ -263,7 +264,7 @@ async def _one(
         progress.end()
     if row.state is not State.DONE or row.insights_path is None:
         return {"error": row.error or f"{file}: it ended {row.state}"}  # the daemon's words
-    insights = Insights.from_dict(json.loads(Path(row.insights_path).read_text()))
+    insights = Insights.from_dict(jsontext.read(row.insights_path))
     return {
         "error": None,
         "json": _json(row, insights, file),

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import structlog
 
-from ingestd import replaced
+from ingestd import jsontext, replaced
 from ingestd.backends import job_limit
 from ingestd.config import Config
 from ingestd.conversations import assign_conversation
@@ -727,11 +727,11 @@ class Pipeline:
         if saved is not None:  # what the file holds: this process wrote it last
             return saved
         try:
-            text = await asyncio.to_thread(Path(row.insights_path).read_text)
+            data = await asyncio.to_thread(jsontext.read, row.insights_path)
         except FileNotFoundError:
             pass
         else:
-            return Insights.from_dict(json.loads(text))
+            return Insights.from_dict(data)
         insights = await self.backend.fetch_insights(
             row.conversation_id, self.config.pipeline.fetch
         )
@@ -842,14 +842,14 @@ class Pipeline:
         )
 
 
-def _create(path: Path) -> IO[str]:
+def _create(path: Path) -> IO[bytes]:
     """`path` opened for writing; its folder is made when missing (the first save), not by
     a mkdir call on every save."""
     try:
-        return open(path, "w", encoding="utf-8")
+        return open(path, "wb")
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "w", encoding="utf-8")
+        return open(path, "wb")
 
 
 def _write_json_atomically(path: Path, data: Any) -> None:
@@ -860,7 +860,7 @@ def _write_json_atomically(path: Path, data: Any) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         with _create(temporary) as handle:
-            handle.write(json.dumps(data))  # dumps encodes in C; dump in Python, piece by piece
+            handle.write(jsontext.dumps(data))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ingestd import jsontext
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, RESUMABLE_TERMINALS, State
 from ingestd.logging import redact, redact_secrets
 from ingestd.nodes import LEASE_SECONDS, holders, node_rows
@@ -433,7 +434,7 @@ def _insights(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = jsontext.read(path)
     except (OSError, ValueError):
         return None
     from ingestd.timeline import clock, person, plain, transcript

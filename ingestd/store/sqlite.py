@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ingestd import jsontext
 from ingestd.errors import StoreError
 from ingestd.lifecycle import IN_FLIGHT, PIPELINE, State, TransitionError, check_transition
 from ingestd.logging import redact
@@ -54,7 +55,7 @@ def _row(raw: sqlite3.Row) -> RecordingRow:
     values = dict(raw)
     for column in _JSON_COLUMNS:
         if values[column] is not None:
-            values[column] = json.loads(values[column])
+            values[column] = jsontext.loads(values[column])
     values["state"] = _STATES[values["state"]]
     if values["upload_path"] is not None:
         values["upload_path"] = unescape_fs(values["upload_path"])

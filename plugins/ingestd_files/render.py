@@ -8,16 +8,13 @@ on its own line(s).
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from ingestd import Recording, Result
+from ingestd import Recording, Result, jsontext
 from ingestd.timeline import (
     Line,
     clock,
@@ -74,19 +71,10 @@ def to_json(result: Result, *, generated_at: datetime | None = None) -> str:
 
 
 def pretty_json(data: Any) -> str:
-    """`data` as indented JSON, non-ASCII as itself.
-
-    orjson writes it in C; the standard library's encoder is pure Python as soon as it
-    indents, which made this file a sixth of the daemon's CPU per recording in the
-    throughput bench. What orjson refuses (a lone surrogate from the API, an integer
-    beyond 64 bits) takes the standard library's way, which writes it as it is.
-    """
-    try:
-        return orjson.dumps(
-            data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-        ).decode()
-    except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    """`data` as indented JSON, non-ASCII as itself (orjson, in C: the standard library's
+    encoder is pure Python as soon as it indents, a sixth of the daemon's CPU per recording
+    in the throughput bench)."""
+    return jsontext.pretty(data)
 
 
 # ---------------------------------------------------------------------------------------

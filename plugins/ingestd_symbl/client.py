@@ -43,6 +43,7 @@ from ingestd import (
     UnknownJob,
     Upload,
     httpnet,
+    jsontext,
     record_upload,
 )
 from ingestd.bodies import Sent, bytes_body, file_body
@@ -564,7 +565,7 @@ class SymblClient(TaggedUploads):
 def _json(response: httpx.Response, what: str, *, lost: bool = False) -> Any:
     """The answer's JSON; an unreadable 2xx is transient (a proxy page, a cut body)."""
     try:
-        return response.json()
+        return jsontext.loads(response.content)
     except ValueError:
         if lost:
             message = f"{what}: HTTP {response.status_code} answer is not JSON"
