@@ -15,9 +15,9 @@ def _daemon(tmp_path: Path, state: str) -> Daemon:
     return Daemon(parse_config(text + f"watch: [{{path: {tmp_path}}}]\n", base=tmp_path))
 
 
-def _rounds(daemon: Daemon, seconds: float, kicks: int = 0) -> list[float]:
+def _rounds(daemon: Daemon, seconds: float) -> list[float]:
     """Run the dispatch loop for `seconds` with a backlog always due (a job slot never
-    frees by itself); `kicks` wake-ups spread over the time. The moments of each round."""
+    frees by itself), nothing waking it. The moments of each round."""
     rounds: list[float] = []
 
     def dispatch_once() -> float | None:
@@ -28,10 +28,7 @@ def _rounds(daemon: Daemon, seconds: float, kicks: int = 0) -> list[float]:
 
     async def run() -> None:
         loop = asyncio.create_task(daemon._dispatch_loop())
-        for _ in range(kicks):
-            await asyncio.sleep(seconds / (kicks + 1))
-            daemon._kick.set()
-        await asyncio.sleep(seconds - (seconds / (kicks + 1)) * kicks)
+        await asyncio.sleep(seconds)
         daemon._stopping.set()
         daemon._kick.set()
         await loop
@@ -50,8 +47,32 @@ class TestDueRecheck:
         assert 2 <= len(rounds) <= 1 + 1.5 / DUE_RECHECK_SECONDS + 1, rounds
 
     def test_a_wake_up_runs_a_round_at_once(self, tmp_path: Path) -> None:
-        rounds = _rounds(_daemon(tmp_path, f"sqlite:///{tmp_path}/state.db"), 1.0, kicks=4)
-        assert len(rounds) >= 5  # the first, then one per wake-up (and perhaps a recheck)
+        """A change that wakes the dispatcher gets its round on the loop's next turns, not
+        after the recheck interval."""
+        daemon = _daemon(tmp_path, f"sqlite:///{tmp_path}/state.db")
+        rounds: list[float] = []
+
+        def dispatch_once() -> float | None:
+            rounds.append(time.monotonic())
+            return time.time() - 10
+
+        daemon._dispatch_once = dispatch_once  # type: ignore[method-assign]
+
+        async def run() -> None:
+            loop = asyncio.create_task(daemon._dispatch_loop())
+            for _ in range(10):
+                await asyncio.sleep(0)
+            assert len(rounds) == 1
+            for expected in (2, 3, 4):
+                daemon._kick.set()
+                for _ in range(10):
+                    await asyncio.sleep(0)  # no time passes for a recheck
+                assert len(rounds) == expected
+            daemon._stopping.set()
+            daemon._kick.set()
+            await loop
+
+        asyncio.run(run())
 
     def test_a_shared_store_is_asked_often(self, tmp_path: Path) -> None:
         """PostgreSQL: another node's finished job frees a slot of the shared limit without

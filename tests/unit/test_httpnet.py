@@ -239,11 +239,11 @@ class TestConnections:
         connections: list[int] = []
 
         async def run(url: str) -> None:
-            limits = httpx.Limits(keepalive_expiry=0.05)
+            limits = httpx.Limits(keepalive_expiry=1.0)
             async with httpx.AsyncClient(transport=httpnet.transport(limits=limits)) as client:
                 await client.get(url)
                 await client.get(url)  # at once: the same connection
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(1.2)
                 await client.get(url)  # expired: a new one
 
         asyncio.run(_with_server(_keep_alive_server(connections), run))
@@ -282,12 +282,14 @@ class TestConnections:
         """Cancelled while waiting for the answer: that connection is closed, the slot is
         free again (one connection allowed), and the next request gets a fresh one."""
         connections: list[int] = []
+        slow_arrived = asyncio.Event()
 
         async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             connections.append(1)
             try:
                 request = await _read_request(reader)
                 if b"/slow" in request:
+                    slow_arrived.set()
                     await asyncio.sleep(5)
                 writer.write(_answer(b"{}"))
                 await writer.drain()
@@ -299,7 +301,7 @@ class TestConnections:
             limits = httpx.Limits(max_connections=1)
             async with httpx.AsyncClient(transport=httpnet.transport(limits=limits)) as client:
                 slow = asyncio.create_task(client.get(url + "/slow"))
-                await asyncio.sleep(0.1)
+                await slow_arrived.wait()  # sent, waiting for its answer
                 slow.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await slow
@@ -313,6 +315,7 @@ class TestConnections:
         """With every connection busy, a request waits (the pool timeout), then raises
         httpx.PoolTimeout; once one is free, it goes."""
         release = asyncio.Event()
+        held_arrived = asyncio.Event()
 
         async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             while True:
@@ -321,6 +324,7 @@ class TestConnections:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
                 if b"/held" in request:
+                    held_arrived.set()
                     await release.wait()
                 writer.write(_answer(b"{}"))
                 await writer.drain()
@@ -332,10 +336,10 @@ class TestConnections:
             transport = httpnet.transport(limits=limits)
             async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
                 first = asyncio.create_task(client.get(url + "/held"))
-                await asyncio.sleep(0.1)
+                await held_arrived.wait()  # the one connection is busy
                 with pytest.raises(httpx.PoolTimeout):
                     await client.get(url + "/other")
-                waiting = asyncio.create_task(client.get(url + "/other"))
+                waiting = asyncio.create_task(client.get(url + "/other", timeout=5))
                 await asyncio.sleep(0.05)
                 release.set()
                 assert (await first).status_code == 200
