@@ -100,10 +100,11 @@ class AnswerLost(Retryable):
 
 FETCHES_AT_ONCE = 4
 """Requests of one conversation's insights in flight at once. All of them at once (eight by
-default, eleven at most) made a burst per finished job that grew httpx's connection pool,
-whose bookkeeping on every request compares each connection with every other (a pool of 18
-cost 15 % more CPU per GET than one of 8). The default eight go in two rounds: one round
-trip more, after a job of minutes."""
+default, eleven at most) made a burst per finished job that grew httpcore's connection
+pool, whose bookkeeping on every request compared each connection with every other (a pool
+of 18 cost 15 % more CPU per GET than one of 8). `httpnet.Transport` has no such
+bookkeeping; the limit now bounds the connections a burst opens (not re-measured since).
+The default eight go in two rounds: one round trip more, after a job of minutes."""
 
 
 class SymblClient(TaggedUploads):
